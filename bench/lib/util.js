@@ -1,0 +1,199 @@
+'use strict';
+// Small helpers shared by the benchmark runner, the load generator, the core
+// worker and the benchmark servers. Plain CommonJS, no dependencies.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const net = require('node:net');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+// Where our compiled library lives. SMTP_BENCH_DIST lets the benchmark be
+// pointed at another build (for example a stub used to test the bench itself).
+const DIST = process.env.SMTP_BENCH_DIST ? path.resolve(process.env.SMTP_BENCH_DIST) : path.join(ROOT, 'dist');
+
+// Child processes talk to the runner with lines `@@bench {json}` on stdout.
+const MSG_PREFIX = '@@bench ';
+
+function emit(obj) {
+  process.stdout.write(MSG_PREFIX + JSON.stringify(obj) + '\n');
+}
+
+/**
+ * Minimal argv parser: `--flag`, `--key value`, `--key=value`.
+ * `booleans` lists the flags that never take a value.
+ */
+function parseArgs(argv, booleans = []) {
+  const out = { _: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      out._.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    if (eq > 0) {
+      out[a.slice(2, eq)] = a.slice(eq + 1);
+    } else if (booleans.includes(a.slice(2))) {
+      out[a.slice(2)] = true;
+    } else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
+      out[a.slice(2)] = argv[++i];
+    } else {
+      out[a.slice(2)] = true;
+    }
+  }
+  return out;
+}
+
+function intArg(value, fallback) {
+  if (value === undefined || value === true) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number: ${value}`);
+  return Math.floor(n);
+}
+
+/** Seeded PRNG (mulberry32): returns floats in [0, 1). */
+function mulberry32(seed) {
+  let s = seed >>> 0;
+  return function next() {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function median(values) {
+  const xs = values.filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (xs.length === 0) return null;
+  const mid = xs.length >> 1;
+  return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+}
+
+/** Nearest-rank percentile of an ascending sorted array-like. */
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** VmRSS / VmHWM of a process in KiB, or null when it is gone. */
+function procMemory(pid) {
+  let text;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const field = (name) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  return { rssKB: field('VmRSS'), hwmKB: field('VmHWM') };
+}
+
+/** Reset VmHWM of a process to its current RSS (Linux >= 4.0). */
+function resetPeak(pid) {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An unused TCP port on 127.0.0.1 (small race, fine for a benchmark). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Calls onLine for every complete line of a readable stream. */
+function onLines(stream, onLine) {
+  let rest = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    rest += chunk;
+    let idx;
+    while ((idx = rest.indexOf('\n')) >= 0) {
+      const line = rest.slice(0, idx).replace(/\r$/, '');
+      rest = rest.slice(idx + 1);
+      onLine(line);
+    }
+  });
+  stream.on('end', () => {
+    if (rest) onLine(rest);
+    rest = '';
+  });
+}
+
+function firstLine(text) {
+  return String(text).split('\n')[0].trim();
+}
+
+/** Counts files ending with one of `exts` under dir (a few levels deep). */
+function countFiles(dir, exts, depth = 3) {
+  const counts = Object.fromEntries(exts.map((e) => [e, 0]));
+  let bytes = 0;
+  const walk = (d, level) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const ent of entries) {
+      const p = path.join(d, ent.name);
+      if (ent.isDirectory()) {
+        if (level < depth) walk(p, level + 1);
+        continue;
+      }
+      if (ent.name.startsWith('.') || ent.name.includes('.tmp')) continue;
+      for (const e of exts) {
+        if (ent.name.endsWith(e)) {
+          counts[e]++;
+          if (e === '.eml') {
+            try {
+              bytes += fs.statSync(p).size;
+            } catch {
+              // removed meanwhile
+            }
+          }
+        }
+      }
+    }
+  };
+  walk(dir, 0);
+  return { counts, emlBytes: bytes };
+}
+
+function fmt(n, digits = 0) {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+module.exports = {
+  ROOT,
+  DIST,
+  MSG_PREFIX,
+  emit,
+  parseArgs,
+  intArg,
+  mulberry32,
+  median,
+  percentile,
+  procMemory,
+  resetPeak,
+  freePort,
+  onLines,
+  firstLine,
+  countFiles,
+  fmt,
+};

@@ -1,0 +1,139 @@
+/**
+ * The message text of one transaction as it arrives: the core pushes unstuffed chunks in, the
+ * message hook reads them out (async iteration, or `read()` + `onReadable` for stream adapters).
+ * Backpressure: `push` returns false once `highWaterMark` bytes wait unread, and the core stops
+ * reading input until `whenDrained()` settles. The whole message is never held unless a consumer
+ * asks for it (`buffer()`).
+ */
+export class MessageBody implements AsyncIterable<Buffer> {
+  /** Bytes of text received so far (after unstuffing), counted even when they are discarded. */
+  bytesReceived = 0;
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private ended = false;
+  private failure: Error | undefined;
+  private discarding = false;
+  private readableListener: (() => void) | undefined;
+  private drainWaiter: { promise: Promise<void>; resolve: () => void } | undefined;
+
+  constructor(readonly highWaterMark = 64 * 1024) {}
+
+  // Producer side (the core).
+
+  /** Queues a chunk; false means the consumer is behind and the producer should wait. */
+  push(chunk: Buffer): boolean {
+    this.bytesReceived += chunk.length;
+    if (this.discarding || this.ended) return true;
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    this.notify();
+    return this.queuedBytes < this.highWaterMark;
+  }
+
+  /** Settles when the queue has fallen below the high-water mark (or the consumer gave up). */
+  whenDrained(): Promise<void> {
+    if (this.queuedBytes < this.highWaterMark || this.discarding) return Promise.resolve();
+    if (this.drainWaiter === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.drainWaiter = { promise, resolve };
+    }
+    return this.drainWaiter.promise;
+  }
+
+  get isDraining(): boolean {
+    return this.drainWaiter !== undefined;
+  }
+
+  /** The text is complete. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.notify();
+  }
+
+  /** The text will not be complete (size limit, policy, client gone): readers get `error`. */
+  fail(error: Error): void {
+    if (this.ended) return;
+    this.failure = error;
+    this.ended = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.release();
+    this.notify();
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  // Consumer side.
+
+  /** The next queued chunk; `null` when none is queued now, `undefined` at the end. Throws after `fail`. */
+  read(): Buffer | null | undefined {
+    if (this.failure !== undefined) throw this.failure;
+    const chunk = this.queue.shift();
+    if (chunk !== undefined) {
+      this.queuedBytes -= chunk.length;
+      if (this.queuedBytes < this.highWaterMark) this.release();
+      return chunk;
+    }
+    return this.ended ? undefined : null;
+  }
+
+  /** Called (once per registration) when `read()` has something new to say. */
+  onReadable(listener: () => void): void {
+    this.readableListener = listener;
+    if (this.queue.length > 0 || this.ended) this.notify();
+  }
+
+  /** The consumer does not want the rest: queued and future chunks are dropped, the producer never waits. */
+  discard(): void {
+    this.discarding = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.release();
+  }
+
+  get discarded(): boolean {
+    return this.discarding;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    try {
+      for (;;) {
+        const chunk = this.read();
+        if (chunk === undefined) return;
+        if (chunk !== null) {
+          yield chunk;
+          continue;
+        }
+        await new Promise<void>((resolve) => this.onReadable(resolve));
+      }
+    } finally {
+      // A consumer that stops early (break, throw) lets the rest of the text be discarded.
+      if (!this.ended) this.discard();
+    }
+  }
+
+  /** Convenience for small messages: the whole text as one Buffer. */
+  async buffer(): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of this) chunks.push(chunk);
+    return Buffer.concat(chunks);
+  }
+
+  private notify(): void {
+    const listener = this.readableListener;
+    if (listener === undefined) return;
+    this.readableListener = undefined;
+    listener();
+  }
+
+  private release(): void {
+    const waiter = this.drainWaiter;
+    if (waiter === undefined) return;
+    this.drainWaiter = undefined;
+    waiter.resolve();
+  }
+}

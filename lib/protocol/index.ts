@@ -1,0 +1,17 @@
+export { Protocol, DEFAULTS } from './protocol';
+export type { ProtocolOptions, RunResult, ParseResult } from './protocol';
+export { State, TRANSITIONS } from './state';
+export { Reply, isReply } from './reply';
+export { REPLIES, reply } from './replies';
+export type { ReplyId } from './replies';
+export { parseCommand } from './command';
+export type { Command } from './command';
+export { MessageBody } from './body';
+export { Framer, FrameType } from './framer';
+export type { Frame } from './framer';
+export type { Extension, VerbDefinition, ParameterHandler, ParameterTarget } from './extension';
+export * as extensions from './extensions';
+export * from './sasl';
+export { parseProxyHeader, formatProxyV1, formatProxyV2 } from './proxy-header';
+export type { ProxyHeader, ProxyParseResult, ProxyTlv } from './proxy-header';
+export type * from './types';

@@ -1,0 +1,1081 @@
+import { randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { parsePathArgument, parseParameters, type ParsedPath } from './address';
+import { MessageBody } from './body';
+import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
+import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
+import { BUILT_IN_EXTENSIONS } from './extensions';
+import { Framer, FrameType, type Frame } from './framer';
+import { isReply, type Reply } from './reply';
+import { reply, type ReplyId } from './replies';
+import { BUILT_IN_MECHANISMS, decodeSaslBase64, type SaslMechanism, type SaslStep } from './sasl';
+import {
+  SEQUENCE_TEXT,
+  State,
+  TRANSITIONS,
+  UNIMPLEMENTED_VERBS,
+  readsCommands,
+  sequenceError,
+} from './state';
+import { TextInspector } from './text-inspector';
+import type {
+  AuthCredentials,
+  AuthResult,
+  BareNewlinePolicy,
+  Envelope,
+  MaybePromise,
+  MessageResult,
+  ProtocolFlags,
+  ProtocolHooks,
+  SessionInfo,
+  TlsInfo,
+} from './types';
+
+export interface ProtocolOptions extends ProtocolHooks, ProtocolFlags {
+  /** Extensions added after the built-in ones (user extensions, or opt-ins such as `requireTls`, `limits`). */
+  extensions?: Extension[];
+  /** Names of built-in extensions to leave off (e.g. `['CHUNKING']`). */
+  disabledExtensions?: string[];
+  /** Extra SASL mechanisms. */
+  mechanisms?: SaslMechanism[];
+  /** Facts about the connection, for hooks (the stream fills these in). */
+  remoteAddress?: string;
+  remotePort?: number;
+  localAddress?: string;
+  localPort?: number;
+  /** Injected for tests and for the sans-I/O rule; default node:crypto / Date.now. */
+  randomBytes?: (size: number) => Buffer;
+  now?: () => number;
+}
+
+/** What one `run()` produced: reply bytes to send (one write per batch), and what to do next. */
+export interface RunResult {
+  /** Rendered replies, in order; null when there is nothing to send. */
+  output: Buffer | null;
+  /** An async hook or a slow message consumer is pending: call `run()` again once it settles. */
+  pending: Promise<void> | null;
+  /** `starttls`: send `output`, then hand the connection to TLS and call `tlsStarted()`. `close`: send `output`, then close. */
+  action: 'starttls' | 'close' | null;
+}
+
+/** `parse()`'s answer, in the spirit of MailHog's `Parse(buf) (rest, reply)`. */
+export interface ParseResult<T extends string | Buffer> {
+  rest: T;
+  /** The first reply produced (null: none yet, e.g. a DATA line or a pending hook). */
+  reply: Reply | null;
+  /** All replies produced (an error can be followed by a 421). */
+  replies: Reply[];
+  /** Set when a hook is still deciding: await `flush()` for the replies. */
+  pending: Promise<void> | null;
+}
+
+export const DEFAULTS = {
+  hostname: 'localhost',
+  ident: 'smtp-session-stream',
+  maximumRecipients: 100,
+  maximumLineLength: 512,
+  maximumAuthLineLength: 12288,
+  hardLineCap: 256 * 1024,
+  maxMessageSize: 25 * 1024 * 1024,
+  maxDataLineLength: 0,
+  bareNewlines: 'keep' as BareNewlinePolicy,
+  allowBareLfInCommands: true,
+  maxErrors: 20,
+  maxAuthFailures: 3,
+  maxCommandsBeforeHelo: 20,
+  bodyHighWaterMark: 64 * 1024,
+} as const;
+
+/** Verbs RFC 3207 §4 lets through before TLS when TLS is required (plus HELO/LHLO/RSET). */
+const ALLOWED_BEFORE_TLS = new Set(['NOOP', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'QUIT', 'RSET']);
+/** Verbs whose arguments may hold UTF-8 (addresses, RFC 6531). */
+const UTF8_VERBS = new Set(['MAIL', 'RCPT', 'VRFY', 'EXPN']);
+
+interface MessageInProgress {
+  body: MessageBody;
+  controller: AbortController;
+  /** Set once the message hook has answered (or failed). */
+  outcome: { value?: MessageResult; error?: unknown } | undefined;
+  settled: Promise<void> | undefined;
+  /** Why the message will be refused at its end, once known (size, bare newline, long line). */
+  failure: Reply | undefined;
+  inspector: TextInspector | undefined;
+}
+
+interface Transaction {
+  envelope: Envelope;
+  rcptAttempts: number;
+  message: MessageInProgress | undefined;
+}
+
+/** Where the bytes of the BDAT chunk being read go. */
+interface ChunkInProgress {
+  size: number;
+  last: boolean;
+  /** false: the BDAT command was refused and its bytes are only consumed. */
+  accepted: boolean;
+}
+
+class SmtpReplyError extends Error {
+  constructor(readonly reply: Reply) {
+    super(reply.toString());
+  }
+}
+
+/**
+ * The server side of one SMTP session as a pure state machine: bytes in, replies out, hooks called
+ * in between; no sockets, no timers (h11's sans-I/O shape, MailHog's API). Pipelined input is
+ * handled strictly in order: while a hook's Promise is pending nothing else is processed.
+ */
+export class Protocol {
+  state: State = State.Invalid;
+  readonly session: SessionInfo;
+
+  hostname: string;
+  ident: string;
+  rejectBrokenMailSyntax: boolean;
+  rejectBrokenRcptSyntax: boolean;
+  requireTls: boolean;
+  requireAuth: boolean;
+  maximumRecipients: number;
+  maximumLineLength: number;
+  maximumAuthLineLength: number;
+  maxMessageSize: number;
+  maxDataLineLength: number;
+  bareNewlines: BareNewlinePolicy;
+  allowBareLfInCommands: boolean;
+  maxErrors: number;
+  maxAuthFailures: number;
+  maxCommandsBeforeHelo: number;
+  readonly lmtp: boolean;
+
+  logHandler: ProtocolHooks['logHandler'];
+  messageReceivedHandler: ProtocolHooks['messageReceivedHandler'];
+  validateSenderHandler: ProtocolHooks['validateSenderHandler'];
+  validateRecipientHandler: ProtocolHooks['validateRecipientHandler'];
+  validateAuthenticationHandler: ProtocolHooks['validateAuthenticationHandler'];
+  lookupPassword: ProtocolHooks['lookupPassword'];
+  smtpVerbFilter: ProtocolHooks['smtpVerbFilter'];
+  tlsHandler: ProtocolHooks['tlsHandler'];
+  getAuthenticationMechanismsHandler: ProtocolHooks['getAuthenticationMechanismsHandler'];
+  onCommand: ProtocolHooks['onCommand'];
+  onReply: ProtocolHooks['onReply'];
+
+  private readonly framer: Framer;
+  private readonly extensionList: Extension[] = [];
+  private readonly verbs = new Map<string, VerbDefinition>();
+  private readonly mailParameters = new Map<string, ParameterHandler>();
+  private readonly rcptParameters = new Map<string, ParameterHandler>();
+  private readonly mechanisms = new Map<string, SaslMechanism>();
+  private readonly randomBytes: (size: number) => Buffer;
+  private readonly now: () => number;
+  private readonly bodyHighWaterMark: number;
+
+  private replies: Reply[] = [];
+  private action: RunResult['action'] = null;
+  private waiting: Promise<void> | null = null;
+  private transaction: Transaction | undefined;
+  private chunk: ChunkInProgress | undefined;
+  private sasl: { next: ((response: Buffer) => SaslStep) | undefined; failed: boolean } | undefined;
+  private errorCount = 0;
+  private authFailures = 0;
+  private commandsBeforeHelo = 0;
+  private shutdownRequested = false;
+  private idCounter = 0;
+
+  constructor(options: ProtocolOptions = {}) {
+    this.hostname = options.hostname ?? DEFAULTS.hostname;
+    this.ident = options.ident ?? DEFAULTS.ident;
+    this.rejectBrokenMailSyntax = options.rejectBrokenMailSyntax ?? false;
+    this.rejectBrokenRcptSyntax = options.rejectBrokenRcptSyntax ?? false;
+    this.requireTls = options.requireTls ?? false;
+    this.requireAuth = options.requireAuth ?? false;
+    this.maximumRecipients = options.maximumRecipients ?? DEFAULTS.maximumRecipients;
+    this.maximumLineLength = options.maximumLineLength ?? DEFAULTS.maximumLineLength;
+    this.maximumAuthLineLength = options.maximumAuthLineLength ?? DEFAULTS.maximumAuthLineLength;
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULTS.maxMessageSize;
+    this.maxDataLineLength = options.maxDataLineLength ?? DEFAULTS.maxDataLineLength;
+    this.bareNewlines = options.bareNewlines ?? DEFAULTS.bareNewlines;
+    this.allowBareLfInCommands = options.allowBareLfInCommands ?? DEFAULTS.allowBareLfInCommands;
+    this.maxErrors = options.maxErrors ?? DEFAULTS.maxErrors;
+    this.maxAuthFailures = options.maxAuthFailures ?? DEFAULTS.maxAuthFailures;
+    this.maxCommandsBeforeHelo = options.maxCommandsBeforeHelo ?? DEFAULTS.maxCommandsBeforeHelo;
+    this.lmtp = options.lmtp ?? false;
+    this.bodyHighWaterMark = options.bodyHighWaterMark ?? DEFAULTS.bodyHighWaterMark;
+    this.randomBytes = options.randomBytes ?? cryptoRandomBytes;
+    this.now = options.now ?? Date.now;
+
+    this.logHandler = options.logHandler;
+    this.messageReceivedHandler = options.messageReceivedHandler;
+    this.validateSenderHandler = options.validateSenderHandler;
+    this.validateRecipientHandler = options.validateRecipientHandler;
+    this.validateAuthenticationHandler = options.validateAuthenticationHandler;
+    this.lookupPassword = options.lookupPassword;
+    this.smtpVerbFilter = options.smtpVerbFilter;
+    this.tlsHandler = options.tlsHandler;
+    this.getAuthenticationMechanismsHandler = options.getAuthenticationMechanismsHandler;
+    this.onCommand = options.onCommand;
+    this.onReply = options.onReply;
+
+    this.session = {
+      hostname: this.hostname,
+      helo: undefined,
+      heloVerb: undefined,
+      remoteAddress: options.remoteAddress,
+      remotePort: options.remotePort,
+      localAddress: options.localAddress,
+      localPort: options.localPort,
+      secure: options.secure ?? false,
+      tls: undefined,
+      user: undefined,
+      transactionCount: 0,
+      extra: {},
+    };
+    this.framer = new Framer({
+      maxLineLength: Math.max(this.maximumLineLength, this.maximumAuthLineLength),
+      hardLineCap: options.hardLineCap ?? DEFAULTS.hardLineCap,
+    });
+    const disabled = new Set((options.disabledExtensions ?? []).map((name) => name.toUpperCase()));
+    for (const extension of BUILT_IN_EXTENSIONS) if (!disabled.has(extension.name)) this.use(extension);
+    for (const extension of options.extensions ?? []) this.use(extension);
+    for (const mechanism of [...BUILT_IN_MECHANISMS, ...(options.mechanisms ?? [])]) {
+      this.mechanisms.set(mechanism.name, mechanism);
+    }
+  }
+
+  // ---- Extension API -------------------------------------------------------------------------
+
+  /** Registers an extension: its EHLO keyword, verbs and MAIL/RCPT parameters. */
+  use(extension: Extension): this {
+    if (this.hasExtension(extension.name))
+      throw new Error(`extension ${extension.name} is already registered`);
+    this.extensionList.push(extension);
+    for (const [verb, definition] of Object.entries(extension.verbs ?? {}))
+      this.verbs.set(verb.toUpperCase(), definition);
+    for (const [key, handler] of Object.entries(extension.mailParameters ?? {}))
+      this.mailParameters.set(key.toUpperCase(), handler);
+    for (const [key, handler] of Object.entries(extension.rcptParameters ?? {}))
+      this.rcptParameters.set(key.toUpperCase(), handler);
+    return this;
+  }
+
+  hasExtension(name: string): boolean {
+    const upper = name.toUpperCase();
+    return this.extensionList.some((extension) => extension.name === upper);
+  }
+
+  /** The open transaction's envelope, if any. */
+  get envelope(): Envelope | undefined {
+    return this.transaction?.envelope;
+  }
+
+  /** Enhanced status codes go on the wire while ENHANCEDSTATUSCODES is on (RFC 2034). */
+  get enhancedStatusCodes(): boolean {
+    return this.hasExtension('ENHANCEDSTATUSCODES');
+  }
+
+  /** SASL mechanisms usable now: those the hooks can verify, or what the mechanisms hook says. */
+  authenticationMechanisms(): string[] {
+    if (this.getAuthenticationMechanismsHandler) {
+      return this.getAuthenticationMechanismsHandler(this.session)
+        .map((name) => name.toUpperCase())
+        .filter((name) => this.mechanisms.has(name));
+    }
+    const names: string[] = [];
+    for (const mechanism of this.mechanisms.values()) {
+      if (this.validateAuthenticationHandler) names.push(mechanism.name);
+      else if (this.lookupPassword && !mechanism.needsValidateHook) names.push(mechanism.name);
+    }
+    return names;
+  }
+
+  // ---- Driver API ----------------------------------------------------------------------------
+
+  /** The 220 greeting; the session now expects EHLO/HELO (LHLO). */
+  start(): Reply {
+    this.state = State.Establish;
+    const greeting = this.lmtp
+      ? reply('LmtpGreeting', this.hostname, this.ident)
+      : reply('Greeting', this.hostname, this.ident);
+    this.observeReply(greeting);
+    return greeting;
+  }
+
+  /** Queues bytes from the client (cleartext). Call `run()` to process them. */
+  receive(chunk: Buffer): void {
+    if (this.state === State.Done) return;
+    this.framer.push(chunk);
+  }
+
+  /** Processes queued input as far as it can without waiting; returns the replies to send. */
+  run(): RunResult {
+    this.pump();
+    const action = this.action;
+    if (action === 'starttls') this.action = null;
+    return { output: this.renderReplies(), pending: this.waiting, action };
+  }
+
+  /** Bytes queued and not yet processed. */
+  get bufferedInput(): number {
+    return this.framer.buffered;
+  }
+
+  /** True while a hook or the message consumer is being waited for. */
+  get busy(): boolean {
+    return this.waiting !== null;
+  }
+
+  /** The driver finished the TLS handshake after STARTTLS: back to the state after the greeting (RFC 3207 §4.2). */
+  tlsStarted(info: TlsInfo = {}): void {
+    this.session.secure = true;
+    this.session.tls = info;
+    this.forgetClient();
+    this.state = State.Establish;
+    this.log('TLS established');
+  }
+
+  /** The TLS handshake failed or timed out: the session is over. */
+  tlsFailed(): void {
+    this.finish();
+  }
+
+  /** Implicit TLS: the driver reports the handshake details of a connection that started under TLS. */
+  setTlsInfo(info: TlsInfo): void {
+    this.session.secure = true;
+    this.session.tls = info;
+  }
+
+  /**
+   * Ends the session from the server side with a 421 (timeout, shutdown, connection limit): returns
+   * the reply bytes to send before closing. Any message in progress is abandoned, never accepted.
+   */
+  closeWith(id: 'Timeout' | 'ShuttingDown' | 'TooManyConnections'): Buffer {
+    this.abortMessage(new Error(`session closed: ${id}`));
+    this.emit(reply(id, this.hostname), false);
+    this.finish();
+    return this.renderReplies() ?? Buffer.alloc(0);
+  }
+
+  /** Graceful shutdown: close now if idle, or right after the message in progress is answered. */
+  shutdown(): void {
+    if (this.state === State.Done) return;
+    if (this.transaction?.message !== undefined || this.waiting !== null) this.shutdownRequested = true;
+    else {
+      this.emit(reply('ShuttingDown', this.hostname), false);
+      this.finish();
+    }
+  }
+
+  /** The client went away: abandon everything, wake hooks through their AbortSignal. */
+  abort(reason: Error = new Error('client disconnected')): void {
+    this.abortMessage(reason);
+    this.state = State.Done;
+    this.framer.clear();
+  }
+
+  /** Waits until no hook is pending, then returns the replies produced meanwhile (for parse-style callers). */
+  async flush(): Promise<Reply[]> {
+    while (this.waiting !== null) await this.waiting;
+    return this.replies.splice(0);
+  }
+
+  // ---- MailHog-shaped API --------------------------------------------------------------------
+
+  /**
+   * Handles one command line from `input` (or, in DATA, the text up to and including the final
+   * dot) and returns the rest. Callers loop while the rest still holds a complete line.
+   */
+  parse<T extends string | Buffer>(input: T): ParseResult<T> {
+    const asString = typeof input === 'string';
+    this.framer.push(asString ? Buffer.from(input, 'utf8') : (input as Buffer));
+    if (this.waiting === null) {
+      if (this.framer.readingText) this.pump(true);
+      else {
+        const frame = this.framer.next();
+        if (frame !== undefined) this.handleFrame(frame);
+      }
+    }
+    const restBytes = this.framer.takeRest();
+    const replies = this.replies.splice(0);
+    const rest = (asString ? restBytes.toString('utf8') : restBytes) as T;
+    return { rest, reply: replies[0] ?? null, replies, pending: this.waiting };
+  }
+
+  /** One command line (line ending optional; CR/LF runs at both ends are removed). */
+  processCommand(line: string | Buffer): MaybePromise<Reply | null> {
+    const text = typeof line === 'string' ? line : line.toString('utf8');
+    const trimmed = text.replace(/^[\r\n]+|[\r\n]+$/g, '');
+    this.handleLine(Buffer.from(trimmed, 'utf8'), false);
+    return this.firstReply();
+  }
+
+  /** A chunk of message text of any size; returns the reply once the final dot has been seen. */
+  processData(data: string | Buffer): MaybePromise<Reply | null> {
+    if (!this.framer.readingText) throw new Error('processData() outside DATA');
+    this.framer.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    this.pump(true);
+    return this.firstReply();
+  }
+
+  private firstReply(): MaybePromise<Reply | null> {
+    if (this.waiting !== null) return this.flush().then((replies) => replies[0] ?? null);
+    return this.replies.splice(0)[0] ?? null;
+  }
+
+  // ---- The loop ------------------------------------------------------------------------------
+
+  private pump(textOnly = false): void {
+    while (this.waiting === null && this.state !== State.Done && this.state !== State.StartTls) {
+      if (textOnly && !this.framer.readingText) return;
+      const frame = this.framer.next();
+      if (frame === undefined) return;
+      this.handleFrame(frame);
+    }
+  }
+
+  private handleFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.Line:
+        return this.handleLine(frame.line, frame.bareLf);
+      case FrameType.LineTooLong:
+        if (this.state === State.Auth) this.endSasl();
+        return this.emit(reply('LineTooLong'));
+      case FrameType.Overflow:
+        this.emit(reply('LineTooLongFatal', this.hostname), false);
+        return this.finish();
+      case FrameType.Body:
+        return this.handleText(frame.chunk);
+      case FrameType.BodyEnd:
+        return this.handleTextEnd();
+    }
+  }
+
+  private handleLine(bytes: Buffer, bareLf: boolean): void {
+    if (this.state === State.Done || this.state === State.StartTls) return;
+    if (bareLf && !this.allowBareLfInCommands) return this.emit(reply('BareLfInCommand'));
+    if (this.state === State.Auth) return this.handleSaslResponse(bytes);
+    const decoded = decodeLine(bytes);
+    if ('problem' in decoded) {
+      this.log(`refused a command line with ${decoded.problem} bytes`);
+      return this.emit(reply('BadCharacters'));
+    }
+    const command = parseCommand(decoded.text);
+    this.onCommand?.(command, this.session);
+    if (this.logHandler) this.log(`C: ${command.verb === 'AUTH' ? redactAuth(command) : command.orig}`);
+    const definition = this.verbs.get(command.verb);
+    definition?.frame?.(command, this);
+    if (bytes.length > this.maximumLineLength && !definition?.longLine)
+      return this.emit(reply('LineTooLong'));
+    if (isHttpRequestLine(command.verb, command.args)) {
+      this.emit(reply('HttpRefused'), false);
+      return this.finish();
+    }
+    if (decoded.nonAscii && !UTF8_VERBS.has(command.verb) && definition === undefined) {
+      return this.emit(reply('BadCharacters'));
+    }
+    if (this.state === State.Establish && !isHello(command.verb) && this.maxCommandsBeforeHelo > 0) {
+      if (++this.commandsBeforeHelo > this.maxCommandsBeforeHelo) {
+        this.emit(reply('TooManyErrors', this.hostname), false);
+        return this.finish();
+      }
+    }
+    const filter = this.smtpVerbFilter;
+    if (filter === undefined) return this.dispatch(command, definition);
+    this.after(
+      this.call(() => filter(command, this.session)),
+      (answer) => (answer ? this.emit(answer) : this.dispatch(command, definition)),
+    );
+  }
+
+  /** Checks the transition table, TLS and auth policy, then runs the command's handler. */
+  private dispatch(command: Command, definition: VerbDefinition | undefined): void {
+    const { verb } = command;
+    const rule = TRANSITIONS[verb];
+    if (verb === '' || (rule === undefined && definition === undefined) || isWrongHello(verb, this.lmtp)) {
+      return this.emit(reply(UNIMPLEMENTED_VERBS.has(verb) ? 'NotImplemented' : 'Unrecognized'));
+    }
+    if (
+      this.requireTls &&
+      !this.session.secure &&
+      !ALLOWED_BEFORE_TLS.has(verb) &&
+      !definition?.allowedBeforeTls
+    ) {
+      return this.emit(reply('MustIssueStartTls'));
+    }
+    const allowed = definition?.from ?? rule?.from;
+    if (allowed !== undefined ? !allowed.includes(this.state) : !readsCommands(this.state)) {
+      return this.emit(reply('BadSequence', SEQUENCE_TEXT[sequenceError(verb, this.state)]));
+    }
+    if (definition !== undefined) {
+      return this.after(
+        this.call(() => definition.handle(command, this)),
+        (answer) => answer && this.emit(answer),
+      );
+    }
+    switch (verb) {
+      case 'HELO':
+      case 'EHLO':
+      case 'LHLO':
+        return this.hello(command);
+      case 'MAIL':
+        return this.mail(command);
+      case 'RCPT':
+        return this.rcpt(command);
+      case 'DATA':
+        return this.data(command);
+      case 'RSET':
+        if (command.args !== '') return this.emit(reply('SyntaxError', 'RSET takes no arguments'));
+        this.resetTransaction();
+        return this.emit(reply('Ok'));
+      case 'NOOP':
+        return this.emit(reply('Ok'));
+      case 'QUIT':
+        this.emit(reply('Bye'), false);
+        return this.finish();
+      case 'HELP':
+        return this.emit(reply('Help', this.knownVerbs().join(' ')));
+      case 'VRFY':
+        if (command.args === '') return this.emit(reply('SyntaxError', 'VRFY needs an argument'));
+        return this.emit(reply('CannotVrfy'));
+      default:
+        return this.emit(reply('NotImplemented'));
+    }
+  }
+
+  // ---- Commands ------------------------------------------------------------------------------
+
+  private hello(command: Command): void {
+    const { verb, args } = command;
+    if (args === '') return this.emit(reply('HeloSyntax', verb));
+    this.resetTransaction();
+    this.session.helo = args;
+    this.session.heloVerb = verb as 'HELO' | 'EHLO' | 'LHLO';
+    this.state = State.Mail;
+    if (verb === 'HELO') return this.emit(reply('Hello', this.hostname, args));
+    const lines = [`${this.hostname} Hello ${args}`];
+    for (const extension of this.extensionList) {
+      const keywords = extension.ehlo?.(this);
+      if (keywords === undefined) continue;
+      if (typeof keywords === 'string') lines.push(keywords);
+      else lines.push(...keywords);
+    }
+    this.emit(reply('Ehlo', lines));
+  }
+
+  private mail(command: Command): void {
+    if (this.requireAuth && this.session.user === undefined) return this.emit(reply('AuthRequired'));
+    const parsed = parsePathArgument(command.args, {
+      keyword: 'FROM',
+      strict: this.rejectBrokenMailSyntax,
+      utf8: true,
+    });
+    if (!parsed.ok) return this.emit(reply('BadSenderSyntax'));
+    const envelope: Envelope = {
+      mailFrom: { address: parsed.path.address, params: {} },
+      rcptTo: [],
+      bodyType: '7BIT',
+      smtputf8: false,
+      requireTls: false,
+      transfer: 'DATA',
+    };
+    const refused = this.applyParameters(
+      parsed.parameters,
+      this.mailParameters,
+      { envelope },
+      envelope.mailFrom.params,
+    );
+    if (refused) return this.emit(refused);
+    if (parsed.path.nonAscii && !envelope.smtputf8) return this.emit(reply('NonAsciiAddress'));
+    const accept = (): void => {
+      this.transaction = { envelope, rcptAttempts: 0, message: undefined };
+      this.state = State.Rcpt;
+      this.emit(reply('SenderOk', displayPath(parsed.path)));
+    };
+    const validate = this.validateSenderHandler;
+    if (validate === undefined) return accept();
+    this.after(
+      this.call(() => validate(envelope.mailFrom, this.session)),
+      (answer) => this.decide(answer, accept, () => reply('SenderRejected', displayPath(parsed.path))),
+    );
+  }
+
+  private rcpt(command: Command): void {
+    const transaction = this.transaction as Transaction;
+    const { envelope } = transaction;
+    transaction.rcptAttempts++;
+    if (this.maximumRecipients >= 0 && envelope.rcptTo.length >= this.maximumRecipients) {
+      return this.emit(reply('TooManyRecipients'));
+    }
+    const parsed = parsePathArgument(command.args, {
+      keyword: 'TO',
+      strict: this.rejectBrokenRcptSyntax,
+      utf8: envelope.smtputf8,
+    });
+    if (!parsed.ok)
+      return this.emit(reply(parsed.problem === 'non-ascii' ? 'NonAsciiAddress' : 'BadRecipientSyntax'));
+    const recipient: Envelope['rcptTo'][number] = { address: parsed.path.address, params: {} };
+    const refused = this.applyParameters(
+      parsed.parameters,
+      this.rcptParameters,
+      { envelope, recipient },
+      recipient.params,
+    );
+    if (refused) return this.emit(refused);
+    const accept = (): void => {
+      envelope.rcptTo.push(recipient);
+      this.emit(reply('RecipientOk', displayPath(parsed.path)));
+    };
+    const validate = this.validateRecipientHandler;
+    if (validate === undefined) return accept();
+    this.after(
+      this.call(() => validate(recipient, this.session, envelope)),
+      (answer) => this.decide(answer, accept, () => reply('RecipientRejected', displayPath(parsed.path))),
+    );
+  }
+
+  private data(command: Command): void {
+    if (command.args !== '') return this.emit(reply('SyntaxError', 'DATA takes no arguments'));
+    const transaction = this.transaction as Transaction;
+    if (transaction.envelope.rcptTo.length === 0) {
+      return this.emit(
+        transaction.rcptAttempts === 0
+          ? reply('BadSequence', SEQUENCE_TEXT['need-rcpt'])
+          : reply('NoValidRecipients'),
+      );
+    }
+    if (transaction.envelope.bodyType === 'BINARYMIME') {
+      return this.emit(reply('BadSequence', 'BODY=BINARYMIME requires BDAT'));
+    }
+    this.state = State.Data;
+    this.framer.startDotData();
+    this.emit(reply('StartMailInput'));
+    this.beginMessage('DATA');
+  }
+
+  /** Runs every ESMTP parameter through its registered handler; returns the refusal, if any. */
+  private applyParameters(
+    text: string,
+    handlers: Map<string, ParameterHandler>,
+    target: ParameterTarget,
+    record: Record<string, string | true>,
+  ): Reply | undefined {
+    const parsed = parseParameters(text);
+    if (!parsed.ok) return reply('SyntaxError', `bad parameter ${parsed.keyword}`);
+    for (const [key, value] of parsed.params) {
+      const handler = handlers.get(key);
+      if (handler === undefined) return reply('UnknownParameter', key);
+      const refused = handler(value, target, this);
+      if (refused) return refused;
+      record[key] = value;
+    }
+    return undefined;
+  }
+
+  /** A validate hook's answer: false → the default refusal, a Reply → itself, anything else → accept. */
+  private decide(answer: boolean | Reply | void | undefined, accept: () => void, refusal: () => Reply): void {
+    if (answer === false) return this.emit(refusal());
+    if (isReply(answer)) {
+      if (answer.positive) {
+        // A hook may accept with its own words: run the acceptance, then send its reply instead.
+        const before = this.replies.length;
+        accept();
+        this.replies.splice(before, this.replies.length - before, answer);
+        return;
+      }
+      return this.emit(answer);
+    }
+    accept();
+  }
+
+  // ---- Message text (DATA and BDAT) ------------------------------------------------------------
+
+  /** Opens the message channel and calls the message hook (after 354, or at the first BDAT). */
+  private beginMessage(transfer: 'DATA' | 'BDAT'): void {
+    const transaction = this.transaction as Transaction;
+    transaction.envelope.transfer = transfer;
+    const body = new MessageBody(this.bodyHighWaterMark);
+    const inspector =
+      transfer === 'DATA' && (this.bareNewlines === 'reject' || this.maxDataLineLength > 0)
+        ? new TextInspector(this.bareNewlines === 'reject', this.maxDataLineLength)
+        : undefined;
+    const message: MessageInProgress = {
+      body,
+      controller: new AbortController(),
+      outcome: undefined,
+      settled: undefined,
+      failure: undefined,
+      inspector,
+    };
+    transaction.message = message;
+    const hook = this.messageReceivedHandler;
+    if (hook === undefined) {
+      body.discard();
+      message.outcome = {};
+      return;
+    }
+    const result = this.call(() =>
+      hook({
+        envelope: transaction.envelope,
+        session: this.session,
+        body,
+        signal: message.controller.signal,
+      }),
+    );
+    if (!isPromise(result)) {
+      message.outcome = { value: result };
+      body.discard();
+      return;
+    }
+    message.settled = result.then(
+      (value) => {
+        message.outcome = { value };
+        body.discard();
+      },
+      (error: unknown) => {
+        message.outcome = { error };
+        body.discard();
+      },
+    );
+  }
+
+  private handleText(chunk: Buffer): void {
+    const message = this.transaction?.message;
+    if (message === undefined || (this.chunk !== undefined && !this.chunk.accepted)) return; // a refused BDAT chunk
+    const { body } = message;
+    if (message.failure === undefined) {
+      if (this.maxMessageSize > 0 && body.bytesReceived + chunk.length > this.maxMessageSize) {
+        this.failMessage(message, reply('MessageTooBig'));
+      } else if (message.inspector !== undefined) {
+        const problem = message.inspector.inspect(chunk);
+        if (problem === 'bare-newline') this.failMessage(message, reply('BareNewline'));
+        else if (problem === 'long-line')
+          this.failMessage(message, reply('DataLineTooLong', this.maxDataLineLength));
+      }
+    }
+    if (!body.push(chunk)) this.after(body.whenDrained(), () => undefined);
+  }
+
+  /** The message will be refused at its end; its readers see an error now and the rest is dropped. */
+  private failMessage(message: MessageInProgress, refusal: Reply): void {
+    message.failure = refusal;
+    this.log(`message refused: ${refusal.toString()}`);
+    message.body.fail(new SmtpReplyError(refusal));
+    message.controller.abort(new SmtpReplyError(refusal));
+  }
+
+  private handleTextEnd(): void {
+    const chunk = this.chunk;
+    this.chunk = undefined;
+    if (chunk !== undefined && !chunk.accepted) return; // the refusal was sent with the BDAT command
+    const message = this.transaction?.message;
+    if (message === undefined) return;
+    if (chunk !== undefined && !chunk.last) {
+      // RFC 3030 §2: a failed chunk fails the transaction; the client sends no more chunks.
+      if (message.failure !== undefined) return this.answerMessage(message);
+      return this.emit(reply('ChunkReceived', chunk.size), false);
+    }
+    message.body.end();
+    if (message.outcome !== undefined || message.settled === undefined) return this.answerMessage(message);
+    this.after(message.settled, () => this.answerMessage(message));
+  }
+
+  /** Sends the answer to a complete message (one per recipient in LMTP) and ends the transaction. */
+  private answerMessage(message: MessageInProgress): void {
+    const transaction = this.transaction as Transaction;
+    const recipients = transaction.envelope.rcptTo;
+    const outcome = message.outcome ?? {};
+    let answers: Reply[];
+    if (message.failure !== undefined) {
+      answers = [message.failure];
+    } else if ('error' in outcome) {
+      const error = outcome.error;
+      this.log(`message hook failed: ${error instanceof Error ? error.message : String(error)}`);
+      answers = [error instanceof SmtpReplyError ? error.reply : reply('StorageFailed')];
+    } else {
+      const value = outcome.value;
+      const list = Array.isArray(value) ? value : [value];
+      answers = list.map((item, i) => this.messageAnswer(item, recipients[i]?.address));
+    }
+    if (this.lmtp) {
+      // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+      answers = recipients.map((recipient, i) => answers[Math.min(i, answers.length - 1)] ?? reply('Ok'));
+    } else answers = answers.slice(0, 1);
+    if (answers.some((answer) => answer.positive)) this.session.transactionCount++;
+    this.transaction = undefined;
+    this.state = State.Mail;
+    for (const answer of answers) this.emit(answer, false);
+    if (this.shutdownRequested) {
+      this.emit(reply('ShuttingDown', this.hostname), false);
+      this.finish();
+    }
+  }
+
+  private messageAnswer(value: string | Reply | void | undefined, recipient: string | undefined): Reply {
+    if (isReply(value)) return value;
+    const id = typeof value === 'string' && value !== '' ? value : this.generateId();
+    return this.lmtp && recipient !== undefined ? reply('LmtpDelivered', recipient, id) : reply('Queued', id);
+  }
+
+  private generateId(): string {
+    return `${this.now().toString(36).toUpperCase()}${(++this.idCounter).toString(36).toUpperCase()}`;
+  }
+
+  // ---- Hooks for extensions -------------------------------------------------------------------
+
+  /**
+   * BDAT support (used by the CHUNKING extension): the next `size` bytes belong to a chunk; they
+   * are consumed even if the command is then refused (RFC 3030 §2). Call from a verb's `frame`.
+   */
+  expectChunk(size: number, last: boolean): void {
+    this.chunk = { size, last, accepted: false };
+    this.framer.startChunk(size);
+  }
+
+  /** BDAT support: the current chunk goes into the transaction's message (opened on the first chunk). */
+  acceptChunk(): void {
+    const chunk = this.chunk as ChunkInProgress;
+    const transaction = this.transaction as Transaction;
+    if (transaction.message === undefined) {
+      this.state = State.Bdat;
+      this.beginMessage('BDAT');
+    }
+    chunk.accepted = true;
+  }
+
+  /** STARTTLS support: sends 220, discards every byte pipelined after the command (CVE-2011-0411). */
+  beginTls(): void {
+    this.emit(reply('ReadyToStartTls'), false);
+    this.state = State.StartTls;
+    const dropped = this.framer.clear();
+    if (dropped > 0) this.log(`discarded ${dropped} bytes sent after STARTTLS`);
+    this.action = 'starttls';
+  }
+
+  /** AUTH support: runs a SASL exchange from its first step (RFC 4954 §4). */
+  beginSasl(mechanismName: string, initialResponse: Buffer | undefined): void {
+    const mechanism = this.mechanisms.get(mechanismName);
+    if (mechanism === undefined) return this.emit(reply('MechanismUnsupported'));
+    this.sasl = { next: undefined, failed: false };
+    this.state = State.Auth;
+    this.saslStep(
+      mechanism.start(initialResponse, {
+        hostname: this.hostname,
+        randomBytes: this.randomBytes,
+        now: this.now,
+      }),
+    );
+  }
+
+  /** The next line of a SASL exchange is always its response: `*` cancels (D13). */
+  private handleSaslResponse(bytes: Buffer): void {
+    const sasl = this.sasl as NonNullable<Protocol['sasl']>;
+    const text = bytes.toString('latin1').trim();
+    if (text === '*') {
+      this.endSasl();
+      return this.emit(reply('AuthCancelled'));
+    }
+    if (sasl.failed) {
+      // XOAUTH2: the client acknowledged the error challenge.
+      this.endSasl();
+      return this.authFailed();
+    }
+    const response = decodeSaslBase64(text);
+    if (response === undefined || sasl.next === undefined) {
+      this.endSasl();
+      return this.emit(reply('BadBase64'));
+    }
+    this.saslStep(sasl.next(response));
+  }
+
+  private saslStep(step: SaslStep): void {
+    const sasl = this.sasl as NonNullable<Protocol['sasl']>;
+    if (step.kind === 'challenge') {
+      sasl.next = step.next;
+      return this.emit(reply('AuthChallenge', step.challenge.toString('base64')), false);
+    }
+    if (step.kind === 'malformed') {
+      this.endSasl();
+      return this.emit(reply('SyntaxError', step.detail));
+    }
+    const { credentials } = step;
+    this.after(
+      this.call(() => this.verifyCredentials(credentials)),
+      (result) => {
+        if (result === true || (typeof result === 'object' && !isReply(result))) {
+          this.endSasl();
+          this.session.user = result === true ? credentials.username : result.user;
+          this.log(`authenticated as ${this.session.user} (${credentials.method})`);
+          return this.emit(reply('AuthOk'));
+        }
+        if (isReply(result)) {
+          this.endSasl();
+          if (result.code === 235) this.session.user = credentials.username;
+          return this.emit(result);
+        }
+        if (step.onFailure !== undefined) {
+          sasl.failed = true;
+          sasl.next = undefined;
+          return this.emit(reply('AuthChallenge', step.onFailure.challenge.toString('base64')), false);
+        }
+        this.endSasl();
+        this.authFailed();
+      },
+    );
+  }
+
+  private verifyCredentials(credentials: AuthCredentials): MaybePromise<AuthResult> {
+    if (this.validateAuthenticationHandler)
+      return this.validateAuthenticationHandler(credentials, this.session);
+    const lookup = this.lookupPassword;
+    if (lookup === undefined) return false;
+    return then(lookup(credentials.username, this.session), (password) =>
+      typeof password === 'string' ? credentials.validatePassword(password) : false,
+    );
+  }
+
+  private authFailed(): void {
+    this.authFailures++;
+    this.emit(reply('AuthFailed'));
+    if (this.maxAuthFailures > 0 && this.authFailures >= this.maxAuthFailures && this.state !== State.Done) {
+      this.emit(reply('TooManyAuthFailures', this.hostname), false);
+      this.finish();
+    }
+  }
+
+  private endSasl(): void {
+    this.sasl = undefined;
+    if (this.state === State.Auth) this.state = State.Mail;
+  }
+
+  // ---- Plumbing ------------------------------------------------------------------------------
+
+  /** Queues a reply. Errors count towards `maxErrors` unless `countError` is false. */
+  emit(answer: Reply, countError = true): void {
+    this.replies.push(answer);
+    this.observeReply(answer);
+    if (!countError || answer.code < 400 || this.state === State.Done) return;
+    this.errorCount++;
+    if (this.maxErrors > 0 && this.errorCount >= this.maxErrors) {
+      this.replies.push(reply('TooManyErrors', this.hostname));
+      this.finish();
+    }
+  }
+
+  private observeReply(answer: Reply): void {
+    this.onReply?.(answer, this.session);
+    if (this.logHandler) this.log(`S: ${answer.toString()}`);
+  }
+
+  private renderReplies(): Buffer | null {
+    if (this.replies.length === 0) return null;
+    const enhanced = this.enhancedStatusCodes;
+    let text = '';
+    for (const answer of this.replies) text += answer.render(enhanced);
+    this.replies.length = 0;
+    return Buffer.from(text, 'utf8');
+  }
+
+  /** Runs `next` with the value now, or once the Promise settles (stopping all input meanwhile). */
+  private after<T>(value: MaybePromise<T>, next: (value: T) => unknown): void {
+    if (!isPromise(value)) {
+      next(value);
+      return;
+    }
+    this.waiting = value.then(
+      (resolved) => {
+        this.waiting = null;
+        next(resolved);
+      },
+      (error: unknown) => {
+        this.waiting = null;
+        this.hookFailed(error);
+      },
+    );
+  }
+
+  /** Calls a hook; a synchronous throw becomes a rejected Promise so both take one path. */
+  private call<T>(hook: () => MaybePromise<T>): MaybePromise<T> {
+    try {
+      return hook();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A hook threw or rejected: 451 4.3.0, logged; the session and its transaction go on. */
+  private hookFailed(error: unknown): void {
+    this.log(`hook failed: ${error instanceof Error ? error.message : String(error)}`);
+    if (this.state === State.Auth) this.endSasl();
+    if (this.state === State.Done) return;
+    this.emit(reply('LocalError'));
+  }
+
+  private resetTransaction(): void {
+    this.abortMessage(new Error('transaction reset'));
+    this.transaction = undefined;
+    this.chunk = undefined;
+    if (this.state !== State.Establish && this.state !== State.Invalid) this.state = State.Mail;
+  }
+
+  private abortMessage(reason: Error): void {
+    const message = this.transaction?.message;
+    if (message === undefined) return;
+    message.body.fail(reason);
+    message.controller.abort(reason);
+  }
+
+  /** STARTTLS: forget everything learned from the client before TLS (RFC 3207 §4.2). */
+  private forgetClient(): void {
+    this.resetTransaction();
+    this.sasl = undefined;
+    this.session.helo = undefined;
+    this.session.heloVerb = undefined;
+    this.session.user = undefined;
+    this.commandsBeforeHelo = 0;
+  }
+
+  private finish(): void {
+    this.state = State.Done;
+    this.action = 'close';
+    this.framer.clear();
+  }
+
+  private knownVerbs(): string[] {
+    const base = Object.keys(TRANSITIONS).filter(
+      (verb) => !isWrongHello(verb, this.lmtp) && !UNIMPLEMENTED_VERBS.has(verb),
+    );
+    return [...base, ...[...this.verbs.keys()].filter((verb) => !base.includes(verb))];
+  }
+
+  private log(message: string): void {
+    this.logHandler?.(message, this.state, this.session);
+  }
+}
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function';
+}
+
+function then<T, R>(value: MaybePromise<T>, next: (value: T) => R): MaybePromise<R> {
+  return isPromise(value) ? value.then(next) : next(value);
+}
+
+function isHello(verb: string): boolean {
+  return verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO';
+}
+
+/** LMTP has LHLO instead of HELO/EHLO (RFC 2033 §4.1); SMTP has no LHLO. */
+function isWrongHello(verb: string, lmtp: boolean): boolean {
+  return lmtp ? verb === 'HELO' || verb === 'EHLO' : verb === 'LHLO';
+}
+
+function displayPath(path: ParsedPath): string {
+  return path.address === '' ? '<>' : path.address;
+}
+
+/** AUTH lines are logged without their initial response (D14: never log secrets). */
+function redactAuth(command: Command): string {
+  const mechanism = command.args.split(/\s+/)[0] ?? '';
+  return command.args.includes(' ') ? `AUTH ${mechanism} <redacted>` : command.orig;
+}
+
+export type { ReplyId };

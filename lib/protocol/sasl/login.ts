@@ -1,0 +1,28 @@
+import { passwordCredentials, type SaslMechanism, type SaslStep } from './mechanism';
+
+const USERNAME_PROMPT = Buffer.from('Username:');
+const PASSWORD_PROMPT = Buffer.from('Password:');
+
+/** LOGIN (draft-murchison-sasl-login): username then password, each after its prompt; the initial response is the username. */
+export const loginMechanism: SaslMechanism = {
+  name: 'LOGIN',
+  start(initial) {
+    if (initial !== undefined) return askPassword(initial.toString('utf8'));
+    return {
+      kind: 'challenge',
+      challenge: USERNAME_PROMPT,
+      next: (user) => askPassword(user.toString('utf8')),
+    };
+  },
+};
+
+function askPassword(username: string): SaslStep {
+  return {
+    kind: 'challenge',
+    challenge: PASSWORD_PROMPT,
+    next: (password) => ({
+      kind: 'done',
+      credentials: passwordCredentials('LOGIN', username, password.toString('utf8')),
+    }),
+  };
+}

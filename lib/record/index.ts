@@ -1,0 +1,36 @@
+export {
+  TRANSCRIPT_HEADER,
+  TRANSCRIPT_VERSION,
+  escapeBytes,
+  unescapeBytes,
+  formatRecord,
+  formatHeader,
+  formatMetadataLine,
+  formatTranscript,
+  formatTlsPayload,
+  parseTlsPayload,
+  parseTranscript,
+  type RecordDirection,
+  type Transcript,
+  type TranscriptRecord,
+} from './transcript';
+export {
+  MAX_PENDING,
+  SessionRecorder,
+  recordSession,
+  recordToFile,
+  type RecordableSession,
+  type RecorderOptions,
+  type RecordToFileResult,
+  type SecureInfo,
+  type TranscriptSink,
+} from './recorder';
+export {
+  replayTranscript,
+  type ReplayCredentials,
+  type ReplayDifference,
+  type ReplayOptions,
+  type ReplayReport,
+  type ReplaySkip,
+} from './replay';
+export { REPLAY_USAGE, runReplayCli } from './replay-cli';
