@@ -40,8 +40,12 @@ import {
 
 /** The minimal session interface the recorder attaches to. */
 export interface RecordableSession {
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+  on(event: 'input' | 'output', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'secure', listener: (info?: SecureInfo) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  removeListener(event: 'input' | 'output', listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: 'secure', listener: (info?: SecureInfo) => void): unknown;
+  removeListener(event: 'close', listener: () => void): unknown;
   readonly remoteAddress?: string;
   readonly remotePort?: number;
   readonly localAddress?: string;
@@ -131,12 +135,10 @@ export class SessionRecorder {
 
   private lastEmitted = 0;
 
-  private readonly listeners: Array<[string, (...args: never[]) => void]> = [
-    ['input', (chunk: Buffer) => this.onInput(chunk)],
-    ['output', (chunk: Buffer) => this.onOutput(chunk)],
-    ['secure', (info?: SecureInfo) => this.onSecure(info ?? {})],
-    ['close', () => this.finish()],
-  ];
+  private readonly onInputEvent = (chunk: Buffer) => this.onInput(chunk);
+  private readonly onOutputEvent = (chunk: Buffer) => this.onOutput(chunk);
+  private readonly onSecureEvent = (info?: SecureInfo) => this.onSecure(info ?? {});
+  private readonly onCloseEvent = () => this.finish();
 
   constructor(
     readonly session: RecordableSession,
@@ -158,7 +160,12 @@ export class SessionRecorder {
       this.emitLines([formatMetadataLine(key, value)]);
     }
 
-    if (!this.finished) for (const [event, listener] of this.listeners) session.on(event, listener);
+    if (!this.finished) {
+      session.on('input', this.onInputEvent);
+      session.on('output', this.onOutputEvent);
+      session.on('secure', this.onSecureEvent);
+      session.on('close', this.onCloseEvent);
+    }
   }
 
   /** True once the `E` record was written (or recording stopped on a sink error). */
@@ -184,7 +191,10 @@ export class SessionRecorder {
 
   /** Stops listening without writing anything more (no `E` record). */
   detach(): void {
-    for (const [event, listener] of this.listeners) this.session.removeListener(event, listener);
+    this.session.removeListener('input', this.onInputEvent);
+    this.session.removeListener('output', this.onOutputEvent);
+    this.session.removeListener('secure', this.onSecureEvent);
+    this.session.removeListener('close', this.onCloseEvent);
   }
 
   private stop(): void {

@@ -430,6 +430,7 @@ class LiveConnection {
       const socket = implicitTls
         ? tls.connect({ host, port, rejectUnauthorized: false, servername: sniName(options) })
         : net.connect({ host, port });
+      socket.on('error', () => {}); // reported through `fail` / the connection's own handler
       const timer = setTimeout(() => fail(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -536,8 +537,11 @@ class LiveConnection {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
     const socket = this.socket;
+    if (this.closed || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(
         () => {

@@ -134,8 +134,8 @@ export function authPrefixState(head: string): 'no' | 'maybe' | 'ir' {
 
 /** The `AUTH MECH` part of a line known to be (or to start like) an AUTH command. */
 export function authPrefixOf(head: string): string {
-  const m = /^AUTH[ \t]+[^ \t\r\n]*/i.exec(head);
-  return m ? m[0] : 'AUTH';
+  const m = /^(AUTH)[ \t]+([^ \t\r\n]*)/i.exec(head);
+  return m && m[2] ? `${m[1]} ${m[2]}` : head.slice(0, 4);
 }
 
 /** True for `.` + CRLF or LF: the end of a DATA body (lenient about a bare LF). */

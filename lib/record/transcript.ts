@@ -147,15 +147,19 @@ export function formatRecord(record: TranscriptRecord): string {
   if (!Number.isSafeInteger(time) || time < 0) throw new RangeError(`invalid record time: ${time}`);
   if (!DIRECTIONS.has(dir)) throw new RangeError(`invalid record direction: ${String(dir)}`);
   if (record.data.length === 0) return `${time} ${dir}`;
-  let payload = escapeBytes(record.data);
-  if (payload.endsWith(' ')) payload = payload.slice(0, -1) + '\\x20';
-  return `${time} ${dir} ${payload}`;
+  return `${time} ${dir} ${escapeForLine(record.data)}`;
+}
+
+/** {@link escapeBytes}, with a final space written as `\x20` so the line does not end in whitespace. */
+function escapeForLine(data: Uint8Array): string {
+  const escaped = escapeBytes(data);
+  return escaped.endsWith(' ') ? escaped.slice(0, -1) + '\\x20' : escaped;
 }
 
 /** Formats a `# key: value` metadata line; the value is escaped like a payload. */
 export function formatMetadataLine(key: string, value: string): string {
   if (!METADATA_KEY.test(key)) throw new RangeError(`invalid metadata key: ${JSON.stringify(key)}`);
-  return `# ${key}: ${escapeBytes(Buffer.from(value, 'utf8'))}`;
+  return value === '' ? `# ${key}:` : `# ${key}: ${escapeForLine(Buffer.from(value, 'utf8'))}`;
 }
 
 /** The header block: the version line followed by one line per metadata entry. */

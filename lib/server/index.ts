@@ -1,0 +1,2 @@
+export { SmtpServer } from './server';
+export type { SmtpServerOptions } from './server';

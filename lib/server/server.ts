@@ -1,0 +1,142 @@
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import { pipeline } from 'node:stream';
+import * as tls from 'node:tls';
+import { SmtpSessionStream, type SmtpSessionOptions } from '../stream/session-stream';
+
+export interface SmtpServerOptions extends SmtpSessionOptions {
+  /** Implicit TLS (RFC 8314, port 465 style): the listener speaks TLS from the first byte; needs `tls`. */
+  secure?: boolean;
+  /** Concurrent sessions; one more gets `421 4.7.0` and is closed. Default 1000. 0: no limit. */
+  maxClients?: number;
+  /** Concurrent sessions per client address; beyond it `421 4.7.0`. Default 0 (no limit). */
+  maxClientsPerAddress?: number;
+  /** Milliseconds `close()` waits for sessions to finish their messages before cutting them. Default 30 000. */
+  closeTimeout?: number;
+}
+
+/**
+ * A `net.Server` (or `tls.Server` for implicit TLS) that pipes each connection through an
+ * `SmtpSessionStream`. Emits `session` for each one, plus `listening`, `close` and `error`.
+ */
+export class SmtpServer extends EventEmitter {
+  readonly server: net.Server;
+  readonly sessions = new Set<SmtpSessionStream>();
+  private readonly options: SmtpServerOptions;
+  private readonly perAddress = new Map<string, number>();
+  private closing = false;
+
+  constructor(options: SmtpServerOptions = {}, onSession?: (session: SmtpSessionStream) => void) {
+    super();
+    this.options = options;
+    if (onSession) this.on('session', onSession);
+    if (options.secure) {
+      if (options.tls === undefined) throw new Error('SmtpServer: secure needs tls options (key/cert)');
+      this.server = tls.createServer({ ...options.tls, allowHalfOpen: true }, (socket) =>
+        this.accept(socket),
+      );
+      this.server.on('tlsClientError', (error) => this.emit('tlsClientError', error));
+    } else {
+      this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    }
+    this.server.on('error', (error) => this.emit('error', error));
+    this.server.on('listening', () => this.emit('listening'));
+  }
+
+  listen(port?: number, host?: string, callback?: () => void): this;
+  listen(options: net.ListenOptions, callback?: () => void): this;
+  listen(...args: unknown[]): this {
+    (this.server.listen as (...a: unknown[]) => net.Server)(...args);
+    return this;
+  }
+
+  /** Resolves once listening; returns the bound address. */
+  async start(port = 0, host = '127.0.0.1'): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.address();
+  }
+
+  address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  /**
+   * Stops accepting; idle sessions get `421 4.3.2` now, sessions inside a message after it is
+   * answered; whatever is still open after `closeTimeout` is cut.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) session.shutdown();
+    const deadline = this.options.closeTimeout ?? 30_000;
+    const timer = setTimeout(() => {
+      for (const session of this.sessions) session.destroy();
+    }, deadline);
+    timer.unref();
+    await Promise.all([...this.sessions].map((session) => waitClosed(session)));
+    clearTimeout(timer);
+    await closed;
+    this.emit('close');
+  }
+
+  private accept(socket: net.Socket): void {
+    const address = socket.remoteAddress ?? '';
+    const secure = socket instanceof tls.TLSSocket;
+    const session = new SmtpSessionStream({
+      ...this.options,
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+      localAddress: socket.localAddress,
+      localPort: socket.localPort,
+      secure: secure || undefined,
+      tlsInfo: secure
+        ? {
+            protocol: socket.getProtocol(),
+            cipher: socket.getCipher()?.name ?? null,
+            servername: (socket as tls.TLSSocket & { servername?: string | false }).servername || null,
+            authorized: socket.authorized,
+          }
+        : undefined,
+      // A TLS listener does not offer STARTTLS on top.
+      tls: secure ? undefined : this.options.tls,
+    });
+    socket.on('error', () => undefined); // reported through the pipeline
+    pipeline(socket, session, socket, (error) => {
+      if (error && (error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+        this.emit('sessionError', error, session);
+      }
+    });
+    const count = (this.perAddress.get(address) ?? 0) + 1;
+    const maxClients = this.options.maxClients ?? 1000;
+    const perAddressLimit = this.options.maxClientsPerAddress ?? 0;
+    const overLimit =
+      this.closing ||
+      (maxClients > 0 && this.sessions.size >= maxClients) ||
+      (perAddressLimit > 0 && count > perAddressLimit);
+    if (overLimit) {
+      session.refuse(this.closing ? 'ShuttingDown' : 'TooManyConnections');
+      return;
+    }
+    this.sessions.add(session);
+    this.perAddress.set(address, count);
+    session.once('close', () => {
+      this.sessions.delete(session);
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(address, left);
+      else this.perAddress.delete(address);
+    });
+    this.emit('session', session);
+  }
+}
+
+function waitClosed(session: SmtpSessionStream): Promise<void> {
+  if (session.destroyed || session.closed) return Promise.resolve();
+  return new Promise((resolve) => session.once('close', () => resolve()));
+}

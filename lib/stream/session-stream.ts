@@ -1,0 +1,485 @@
+import { duplexPair } from 'node:stream';
+import * as tls from 'node:tls';
+import { Duplex } from 'readable-stream';
+import { Protocol, type ProtocolOptions } from '../protocol/protocol';
+import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header';
+import type { Reply } from '../protocol/reply';
+import { State } from '../protocol/state';
+import type { AuthResult, IncomingMessage, MessageResult, SessionInfo, TlsInfo } from '../protocol/types';
+import { AuthRequest, SmtpMessage, type Decision } from './events';
+
+export interface ProxyProtocolOptions {
+  /** Addresses allowed to send a PROXY header; others are disconnected. Default: any. */
+  allowFrom?: string[] | ((address: string | undefined) => boolean);
+  /** Milliseconds to wait for the header. Default 10 000. */
+  timeout?: number;
+  /** Longest header accepted (v2 with TLVs). Default 4096. */
+  maxLength?: number;
+}
+
+export interface SmtpSessionOptions extends ProtocolOptions {
+  /**
+   * TLS for STARTTLS (key/cert, or a secureContext, SNICallback for certificates per server name).
+   * Without it STARTTLS is not offered.
+   */
+  tls?: tls.TlsOptions;
+  /** The connection piped in is already TLS (implicit TLS, RFC 8314): details for the session. */
+  tlsInfo?: TlsInfo;
+  /** Milliseconds of client silence while a command is expected → 421 4.4.2. Default 300 000 (RFC 5321 §4.5.3.2.7). */
+  idleTimeout?: number;
+  /** Milliseconds of silence inside message text (DATA/BDAT) → 421 4.4.2. Default 180 000 (§4.5.3.2.5). */
+  dataTimeout?: number;
+  /** Milliseconds for the TLS handshake after STARTTLS; then the connection is closed. Default 30 000. */
+  tlsHandshakeTimeout?: number;
+  /** Expect a HAProxy PROXY protocol header (v1 or v2) before SMTP; the greeting waits for it. */
+  proxy?: boolean | ProxyProtocolOptions;
+}
+
+export const STREAM_DEFAULTS = {
+  idleTimeout: 300_000,
+  dataTimeout: 180_000,
+  tlsHandshakeTimeout: 30_000,
+  proxyTimeout: 10_000,
+  proxyMaxLength: 4096,
+} as const;
+
+interface TlsLayer {
+  socket: tls.TLSSocket;
+  /** Our end of the pair: encrypted bytes in (from the client) and out (to the client). */
+  wire: import('node:stream').Duplex;
+  established: boolean;
+}
+
+type Listener = (...args: never[]) => unknown;
+
+/**
+ * An SMTP session as a Duplex: write the client's bytes in, read the server's bytes out
+ * (`socket.pipe(session).pipe(socket)`). It moves bytes between the client, the `Protocol` core and
+ * TLS, owns the timers, and turns the core's hooks into events; every decision is the core's.
+ *
+ * Events: `message` (SmtpMessage), `auth` (AuthRequest), `starttls` (before the upgrade), `secure`
+ * (TlsInfo, after it), `proxy` (ProxyHeader), `command` (Command), `reply` (Reply), `input` / `output`
+ * (cleartext Buffers, for recorders), `tlsClientError`, and the stream events (`close`, `error`…).
+ * Async listeners of `message`, `auth` and `starttls` are awaited in order; pipelined commands
+ * wait for them.
+ */
+export class SmtpSessionStream extends Duplex {
+  readonly protocol: Protocol;
+  /** Fires when the session ends (client gone, closed, destroyed). */
+  readonly signal: AbortSignal;
+
+  private readonly controller = new AbortController();
+  private readonly options: SmtpSessionOptions;
+  private greeted = false;
+  private closing = false;
+  private tlsLayer: TlsLayer | undefined;
+  /** A write callback held back while the core is busy or the reader of our replies is slow. */
+  private heldCallback: ((error?: Error | null) => void) | undefined;
+  /** Set while replies are not being read: processing resumes from `_read`. */
+  private outputBlocked = false;
+  private running = false;
+  private inputEnded = false;
+  private finalCallback: ((error?: Error | null) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private proxyPending: Buffer | undefined;
+
+  constructor(options: SmtpSessionOptions = {}) {
+    super({ allowHalfOpen: true, decodeStrings: true });
+    this.options = options;
+    this.signal = this.controller.signal;
+    const protocol = new Protocol({
+      ...options,
+      onCommand: (command, session) => {
+        options.onCommand?.(command, session);
+        this.emit('command', command);
+      },
+      onReply: (answer, session) => {
+        options.onReply?.(answer, session);
+        this.emit('reply', answer);
+      },
+    });
+    this.protocol = protocol;
+    if (options.tlsInfo !== undefined) protocol.setTlsInfo(options.tlsInfo);
+    if (options.tls !== undefined && options.tlsHandler === undefined && !protocol.session.secure) {
+      protocol.tlsHandler = async (session) => {
+        await this.emitInOrder('starttls', session);
+        return true;
+      };
+    }
+    // Events are the stream's face of the core's hooks: a listener installs the hook.
+    this.on('newListener', (event: string) => {
+      if (event === 'message' && options.messageReceivedHandler === undefined) {
+        protocol.messageReceivedHandler = (incoming) => this.dispatchMessage(incoming);
+      }
+      if (event === 'auth' && options.validateAuthenticationHandler === undefined) {
+        protocol.validateAuthenticationHandler = (credentials, session) =>
+          this.decideWith(new AuthRequest(credentials, session), 'auth', (): AuthResult => true);
+      }
+    });
+    if (options.proxy) {
+      const allow = typeof options.proxy === 'object' ? options.proxy.allowFrom : undefined;
+      const allowed =
+        allow === undefined ||
+        (typeof allow === 'function'
+          ? allow(options.remoteAddress)
+          : allow.includes(options.remoteAddress ?? ''));
+      this.proxyPending = Buffer.alloc(0);
+      if (!allowed) queueMicrotask(() => this.destroy());
+      else
+        this.arm(
+          typeof options.proxy === 'object'
+            ? (options.proxy.timeout ?? STREAM_DEFAULTS.proxyTimeout)
+            : STREAM_DEFAULTS.proxyTimeout,
+          () => this.destroy(),
+        );
+    }
+  }
+
+  /** The per-connection facts hooks see (addresses, HELO, TLS, user). */
+  get session(): SessionInfo {
+    return this.protocol.session;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.protocol.session.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.protocol.session.remotePort;
+  }
+  get localAddress(): string | undefined {
+    return this.protocol.session.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.protocol.session.localPort;
+  }
+
+  /** Graceful end: 421 now if idle, or right after the message in progress has been answered. */
+  shutdown(): void {
+    if (this.closing || this.destroyed) return;
+    if (!this.greeted) {
+      this.greeted = true;
+      this.protocol.start();
+    }
+    this.protocol.shutdown();
+    if (!this.running) this.drive();
+  }
+
+  /** Ends the session with a 421 of the server's choosing (e.g. too many connections). */
+  refuse(id: 'TooManyConnections' | 'ShuttingDown' | 'Timeout'): void {
+    if (this.closing || this.destroyed) return;
+    this.greeted = true;
+    this.sendCleartext(this.protocol.closeWith(id));
+    this.closeOutput();
+  }
+
+  // ---- Duplex plumbing ------------------------------------------------------------------------
+
+  override _read(): void {
+    if (!this.greeted && this.proxyPending === undefined) this.greet();
+    this.tlsLayer?.wire.resume();
+    if (this.outputBlocked) {
+      this.outputBlocked = false;
+      if (!this.running) this.drive();
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.closing) return callback();
+    if (this.tlsLayer !== undefined) {
+      this.touch();
+      if (this.tlsLayer.wire.write(chunk)) callback();
+      else this.tlsLayer.wire.once('drain', () => callback());
+      return;
+    }
+    if (this.proxyPending !== undefined) return this.readProxyHeader(chunk, callback);
+    this.feed(chunk, callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.inputEnded = true;
+    if (this.tlsLayer !== undefined && !this.closing) {
+      this.tlsLayer.wire.end();
+      this.finalCallback = callback;
+      return;
+    }
+    this.endOfInput(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error: Error | null) => void): void {
+    this.clearTimer();
+    this.protocol.abort(error ?? new Error('session closed'));
+    this.controller.abort(error ?? new Error('session closed'));
+    this.tlsLayer?.socket.destroy();
+    this.tlsLayer?.wire.destroy();
+    this.releaseHeld();
+    callback(error);
+  }
+
+  // ---- Cleartext in, replies out --------------------------------------------------------------
+
+  private greet(): void {
+    this.greeted = true;
+    this.sendCleartext(Buffer.from(this.protocol.start().render(false), 'latin1'));
+    this.touch();
+  }
+
+  private feed(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    if (!this.greeted) this.greet();
+    this.emit('input', chunk);
+    this.touch();
+    this.protocol.receive(chunk);
+    this.heldCallback = callback;
+    if (!this.running) this.drive();
+  }
+
+  /** Runs the core until it needs more input, waits for a hook, or our reader is slow. */
+  private drive(): void {
+    if (this.destroyed) return;
+    this.running = true;
+    for (;;) {
+      const result = this.protocol.run();
+      if (result.output !== null) this.sendCleartext(result.output);
+      if (result.action === 'close') {
+        this.running = false;
+        this.closeOutput();
+        return;
+      }
+      if (result.action === 'starttls') {
+        this.running = false;
+        this.releaseHeld();
+        this.upgrade();
+        return;
+      }
+      if (result.pending !== null) {
+        result.pending.then(
+          () => this.drive(),
+          (error: unknown) => this.destroy(error as Error),
+        );
+        return;
+      }
+      break;
+    }
+    this.running = false;
+    if (this.outputBlocked) return; // resumed by _read
+    this.touch();
+    this.releaseHeld();
+    if (this.tlsLayer?.established) this.tlsLayer.socket.resume();
+    if (this.inputEnded && this.finalCallback !== undefined) {
+      const callback = this.finalCallback;
+      this.finalCallback = undefined;
+      this.endOfInput(callback);
+    }
+  }
+
+  private releaseHeld(): void {
+    const callback = this.heldCallback;
+    this.heldCallback = undefined;
+    callback?.();
+  }
+
+  private sendCleartext(bytes: Buffer): void {
+    this.emit('output', bytes);
+    if (this.tlsLayer?.established) {
+      this.tlsLayer.socket.write(bytes);
+      return;
+    }
+    if (!this.push(bytes)) this.outputBlocked = true;
+  }
+
+  /** The client ended its side: finish what was received, then end ours. */
+  private endOfInput(callback: (error?: Error | null) => void): void {
+    if (this.running || this.protocol.busy) {
+      this.finalCallback = callback;
+      return;
+    }
+    if (this.protocol.state !== State.Done) this.protocol.abort(new Error('client closed its side'));
+    this.closeOutput();
+    callback();
+  }
+
+  /** No more replies: end our readable side (after TLS's close_notify when TLS is up). */
+  private closeOutput(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.clearTimer();
+    this.releaseHeld();
+    if (this.tlsLayer?.established) {
+      this.tlsLayer.socket.end();
+      return;
+    }
+    this.push(null);
+  }
+
+  // ---- STARTTLS inside the stream ------------------------------------------------------------
+
+  private upgrade(): void {
+    const [inner, wire] = duplexPair();
+    const socket = new tls.TLSSocket(inner as unknown as import('node:net').Socket, {
+      ...this.options.tls,
+      isServer: true,
+    });
+    const layer: TlsLayer = { socket, wire, established: false };
+    this.tlsLayer = layer;
+    this.arm(this.options.tlsHandshakeTimeout ?? STREAM_DEFAULTS.tlsHandshakeTimeout, () => this.destroy());
+    wire.on('data', (encrypted: Buffer) => {
+      if (!this.push(encrypted)) wire.pause();
+    });
+    wire.on('end', () => {
+      if (!this.closing) this.closing = true;
+      this.push(null);
+    });
+    socket.on('secure', () => {
+      layer.established = true;
+      const info: TlsInfo = {
+        protocol: socket.getProtocol(),
+        cipher: socket.getCipher()?.name ?? null,
+        servername: (socket as tls.TLSSocket & { servername?: string | false }).servername || null,
+        authorized: socket.authorized,
+        peerCommonName: peerCommonName(socket),
+      };
+      this.protocol.tlsStarted(info);
+      this.emit('secure', info);
+      this.touch();
+    });
+    socket.on('data', (cleartext: Buffer) => {
+      if (this.closing) return;
+      this.emit('input', cleartext);
+      this.touch();
+      this.protocol.receive(cleartext);
+      if (!this.running) this.drive();
+      if (this.running || this.outputBlocked) socket.pause();
+    });
+    socket.on('end', () => {
+      if (this.finalCallback !== undefined) {
+        const callback = this.finalCallback;
+        this.finalCallback = undefined;
+        this.endOfInput(callback);
+      } else if (!this.closing) {
+        this.protocol.abort(new Error('client closed its side'));
+        this.closeOutput();
+      }
+    });
+    socket.on('error', (error: Error) => {
+      // Garbage instead of a handshake, or a broken TLS stream: this connection only.
+      if (!layer.established) this.protocol.tlsFailed();
+      this.emit('tlsClientError', error);
+      this.destroy();
+    });
+  }
+
+  // ---- PROXY protocol ------------------------------------------------------------------------
+
+  private readProxyHeader(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    const buffered = Buffer.concat([this.proxyPending as Buffer, chunk]);
+    const maxLength = typeof this.options.proxy === 'object' ? this.options.proxy.maxLength : undefined;
+    const result = parseProxyHeader(buffered, { maxLength: maxLength ?? STREAM_DEFAULTS.proxyMaxLength });
+    if (result.status === 'incomplete') {
+      this.proxyPending = buffered;
+      return callback();
+    }
+    this.proxyPending = undefined;
+    this.clearTimer();
+    if (result.status === 'invalid') {
+      this.emit('proxyError', new Error(`invalid PROXY header: ${result.reason}`));
+      callback();
+      this.destroy();
+      return;
+    }
+    this.applyProxyHeader(result.header);
+    this.greet();
+    if (result.rest.length > 0) this.feed(result.rest, callback);
+    else callback();
+  }
+
+  private applyProxyHeader(header: ProxyHeader): void {
+    const session = this.protocol.session;
+    session.extra.proxy = header;
+    if (header.command === 'PROXY' && header.sourceAddress !== undefined) {
+      session.remoteAddress = header.sourceAddress;
+      session.remotePort = header.sourcePort;
+      session.localAddress = header.destinationAddress;
+      session.localPort = header.destinationPort;
+    }
+    this.emit('proxy', header);
+  }
+
+  // ---- Hooks as events -----------------------------------------------------------------------
+
+  private dispatchMessage(incoming: IncomingMessage): Promise<MessageResult> {
+    const message = new SmtpMessage(incoming);
+    return this.decideWith(message, 'message', () => undefined).finally(() => {
+      if (!message.body.destroyed) message.body.destroy();
+    });
+  }
+
+  /**
+   * Runs the listeners of `event` in order with `subject`; the answer is the first accept/reject,
+   * or `fallback()` once every listener has settled without one (only if all returned Promises).
+   */
+  private async decideWith<T>(
+    subject: { decision: Decision<T> },
+    event: 'message' | 'auth',
+    fallback: () => T,
+  ): Promise<T> {
+    const { decision } = subject;
+    let allAsync = true;
+    for (const listener of this.listeners(event) as Listener[]) {
+      const result = (listener as (subject: unknown) => unknown).call(this, subject);
+      if (isThenable(result)) await Promise.race([result, decision.promise]);
+      else allAsync = false;
+      if (decision.decided) return decision.value as T;
+    }
+    if (!allAsync) await decision.promise;
+    return decision.decided ? (decision.value as T) : fallback();
+  }
+
+  /** Emits to each listener in order, awaiting any Promise it returns. */
+  private async emitInOrder(event: string, ...args: unknown[]): Promise<void> {
+    for (const listener of this.listeners(event) as Listener[]) {
+      const result = (listener as (...a: unknown[]) => unknown).apply(this, args);
+      if (isThenable(result)) await result;
+    }
+  }
+
+  // ---- Timers --------------------------------------------------------------------------------
+
+  /** Client activity: restart the idle (or DATA) timer. */
+  private touch(): void {
+    if (this.closing || this.tlsLayer?.established === false) return;
+    const inText = this.protocol.state === State.Data || this.protocol.state === State.Bdat;
+    const timeout = inText
+      ? (this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout)
+      : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
+    this.arm(timeout, () => this.onTimeout());
+  }
+
+  private onTimeout(): void {
+    // Waiting for our own hooks is not the client's silence.
+    if (this.protocol.busy) return this.touch();
+    this.refuse('Timeout');
+  }
+
+  private arm(ms: number, action: () => void): void {
+    this.clearTimer();
+    if (ms <= 0 || !Number.isFinite(ms)) return;
+    this.timer = setTimeout(action, ms);
+    this.timer.unref?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+function isThenable(value: unknown): value is Promise<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+function peerCommonName(socket: tls.TLSSocket): string | null {
+  const certificate = socket.getPeerCertificate?.();
+  const cn = certificate?.subject?.CN;
+  return typeof cn === 'string' ? cn : null;
+}
+
+export type { Reply };
