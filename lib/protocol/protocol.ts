@@ -302,7 +302,8 @@ export class Protocol {
 
   /** Queues bytes from the client (cleartext). Call `run()` to process them. */
   receive(chunk: Buffer): void {
-    if (this.state === State.Done) return;
+    // While STARTTLS waits for the handshake, anything received is pre-TLS plaintext: drop it (D18).
+    if (this.state === State.Done || this.state === State.StartTls) return;
     this.framer.push(chunk);
   }
 
@@ -900,7 +901,7 @@ export class Protocol {
     this.after(
       this.call(() => this.verifyCredentials(credentials)),
       (result) => {
-        if (result === true || (typeof result === 'object' && !isReply(result))) {
+        if (result === true || (typeof result === 'object' && result !== null && !isReply(result))) {
           this.endSasl();
           this.session.user = result === true ? credentials.username : result.user;
           this.log(`authenticated as ${this.session.user} (${credentials.method})`);

@@ -97,6 +97,10 @@ interface ClientLine {
   last: number;
 }
 
+function toBuffer(chunk: Buffer | string): Buffer {
+  return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+}
+
 /** `[::1]:25` for IPv6, `1.2.3.4:25` for IPv4, the bare address without a port. */
 export function formatEndpoint(address?: string, port?: number): string | undefined {
   if (!address) return undefined;
@@ -135,8 +139,8 @@ export class SessionRecorder {
 
   private lastEmitted = 0;
 
-  private readonly onInputEvent = (chunk: Buffer) => this.onInput(chunk);
-  private readonly onOutputEvent = (chunk: Buffer) => this.onOutput(chunk);
+  private readonly onInputEvent = (chunk: Buffer | string) => this.onInput(toBuffer(chunk));
+  private readonly onOutputEvent = (chunk: Buffer | string) => this.onOutput(toBuffer(chunk));
   private readonly onSecureEvent = (info?: SecureInfo) => this.onSecure(info ?? {});
   private readonly onCloseEvent = () => this.finish();
 

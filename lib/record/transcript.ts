@@ -72,8 +72,17 @@ const ESCAPE_TABLE: readonly string[] = Array.from({ length: 256 }, (_, byte) =>
  * for every other byte outside 0x20–0x7E; printable ASCII other than backslash is kept as is.
  */
 export function escapeBytes(data: Uint8Array): string {
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   let out = '';
-  for (let i = 0; i < data.length; i++) out += ESCAPE_TABLE[data[i]];
+  let run = 0; // start of the current run of bytes that stand for themselves
+  for (let i = 0; i < buf.length; i++) {
+    const byte = buf[i];
+    if (byte >= 0x20 && byte <= 0x7e && byte !== 0x5c) continue;
+    if (i > run) out += buf.toString('latin1', run, i);
+    out += ESCAPE_TABLE[byte];
+    run = i + 1;
+  }
+  if (buf.length > run) out += buf.toString('latin1', run);
   return out;
 }
 

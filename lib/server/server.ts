@@ -11,6 +11,8 @@ export interface SmtpServerOptions extends SmtpSessionOptions {
   maxClients?: number;
   /** Concurrent sessions per client address; beyond it `421 4.7.0`. Default 0 (no limit). */
   maxClientsPerAddress?: number;
+  /** A stream to put between each session's replies and its socket (e.g. a throttle or a tap). */
+  outputTransform?: () => import('node:stream').Duplex;
   /** Milliseconds `close()` waits for sessions to finish their messages before cutting them. Default 30 000. */
   closeTimeout?: number;
 }
@@ -108,7 +110,9 @@ export class SmtpServer extends EventEmitter {
       tls: secure ? undefined : this.options.tls,
     });
     socket.on('error', () => undefined); // reported through the pipeline
-    pipeline(socket, session, socket, (error) => {
+    const transform = this.options.outputTransform?.();
+    const streams = transform ? [socket, session, transform, socket] : [socket, session, socket];
+    (pipeline as (...args: unknown[]) => void)(...streams, (error: Error | null) => {
       if (error && (error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
         this.emit('sessionError', error, session);
       }

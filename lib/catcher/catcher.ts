@@ -1,0 +1,101 @@
+import { promises as fs, readFileSync } from 'node:fs';
+import {
+  SmtpServer,
+  createSelfSignedCertificate,
+  extensions,
+  isReply,
+  type IncomingMessage,
+  type MessageResult,
+  type SmtpServerOptions,
+  type SmtpSessionStream,
+} from '../index';
+import { recordToFile } from '../record';
+import { FaultInjector } from './faults';
+import { envelopeRecord, storeMessage, type EnvelopeRecord } from './maildir';
+import { nextMessageId } from './ids';
+import type { CatcherOptions } from './options';
+import { Throttle } from './throttle';
+
+export interface Catcher {
+  server: SmtpServer;
+  /** `smtp://HOST:PORT` as bound (with the real port when 0 was asked). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Per-message notification (the log line, `--json-log`, the test helper). */
+export type CaughtListener = (record: EnvelopeRecord) => void;
+
+/**
+ * The catch-all server behind the command line: an `SmtpServer` like any user's, storing each
+ * message as `<id>.eml` + `<id>.json` unless `discard` is set.
+ */
+export async function startCatcher(options: CatcherOptions, onCaught?: CaughtListener): Promise<Catcher> {
+  await fs.mkdir(options.maildir, { recursive: true });
+  const faults = new FaultInjector(options.faults);
+  const passwords = new Map(options.auth.map(({ user, pass }) => [user, pass]));
+  const tls = options.tls || options.tlsImplicit ? loadTls(options) : undefined;
+
+  const storeOrDiscard = async (message: IncomingMessage): Promise<MessageResult> => {
+    const fault = faults.dataFault([
+      message.envelope.mailFrom.address,
+      ...message.envelope.rcptTo.map((r) => r.address),
+    ]);
+    if (fault !== undefined || options.discard) {
+      let size = 0;
+      for await (const chunk of message.body) size += chunk.length;
+      if (fault !== undefined) return fault;
+      const record = envelopeRecord(nextMessageId(), message, size);
+      onCaught?.(record);
+      return record.id;
+    }
+    const record = await storeMessage(options.maildir, message, { fsync: options.fsync });
+    onCaught?.(record);
+    return options.lmtp ? message.envelope.rcptTo.map(() => record.id) : record.id;
+  };
+
+  const serverOptions: SmtpServerOptions = {
+    hostname: options.hostname,
+    maxMessageSize: options.maxSize,
+    maximumRecipients: options.maxRecipients,
+    requireTls: options.requireTls,
+    requireAuth: options.requireAuth,
+    lmtp: options.lmtp,
+    bareNewlines: options.bareNewlines,
+    idleTimeout: options.idleTimeout * 1000,
+    dataTimeout: options.idleTimeout * 1000,
+    maxClients: options.maxClients,
+    proxy: options.proxy,
+    secure: options.tlsImplicit,
+    tls,
+    extensions: [extensions.limits],
+    messageReceivedHandler: storeOrDiscard,
+    lookupPassword: passwords.size > 0 ? (user) => passwords.get(user) : undefined,
+    smtpVerbFilter: faults.active ? (command, session) => faults.filter(command, session) : undefined,
+    outputTransform: options.faults.throttle
+      ? () => new Throttle(options.faults.throttle as number)
+      : undefined,
+  };
+  const server = new SmtpServer(serverOptions, (session: SmtpSessionStream) => {
+    faults.attach(session);
+    if (options.record !== undefined) recordToFile(session, options.record);
+  });
+  server.on('sessionError', () => undefined);
+  const address = await server.start(options.port, options.host);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return { server, url: `smtp://${host}:${address.port}`, close: () => server.close() };
+}
+
+function loadTls(options: CatcherOptions): { key: string | Buffer; cert: string | Buffer } {
+  if (options.tlsCert !== undefined && options.tlsKey !== undefined) {
+    return { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) };
+  }
+  // No key ships with the package: a fresh self-signed certificate per start.
+  const { key, cert } = createSelfSignedCertificate({
+    commonName: 'localhost',
+    altNames: ['localhost', options.hostname, '127.0.0.1', '::1'].filter((n, i, all) => all.indexOf(n) === i),
+  });
+  return { key, cert };
+}
+
+export { isReply };

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+import cluster from 'node:cluster';
+import { runReplayCli } from '../record/replay-cli';
+import { startCatcher } from './catcher';
+import type { EnvelopeRecord } from './maildir';
+import { parseCatcherArgs, UsageError, USAGE, type CatcherOptions } from './options';
+
+/** `smtp-session-stream [serve] [options]` and `smtp-session-stream replay FILE --to HOST:PORT`. */
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'replay') return runReplayCli(argv.slice(1));
+  let options: CatcherOptions;
+  try {
+    options = parseCatcherArgs(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`smtp-session-stream: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (options.workers > 1 && cluster.isPrimary) return runPrimary(options);
+  await serve(options);
+  return -1; // keep running
+}
+
+async function serve(options: CatcherOptions): Promise<void> {
+  const log = (record: EnvelopeRecord): void => {
+    if (options.jsonLog) process.stdout.write(JSON.stringify(record) + '\n');
+    else if (!options.quiet) {
+      process.stdout.write(
+        `${record.receivedAt} ${record.id} from=<${record.mailFrom}> to=${record.rcptTo.map((r) => `<${r}>`).join(',')} size=${record.size} client=${record.remoteAddress}${record.secure ? ' tls' : ''}${record.user ? ` user=${record.user}` : ''}\n`,
+      );
+    }
+  };
+  const catcher = await startCatcher(options, log);
+  if (cluster.isWorker) process.send?.({ listening: catcher.url });
+  else process.stdout.write(`listening on ${catcher.url}\n`);
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(1); // a second signal: stop now
+    stopping = true;
+    catcher.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+/** `--workers N`: N processes share one listening socket (node:cluster). */
+function runPrimary(options: CatcherOptions): Promise<number> {
+  let announced = false;
+  for (let i = 0; i < options.workers; i++) {
+    const worker = cluster.fork();
+    worker.on('message', (message: { listening?: string }) => {
+      if (message.listening && !announced) {
+        announced = true;
+        process.stdout.write(`listening on ${message.listening} (${options.workers} workers)\n`);
+      }
+    });
+  }
+  const stop = (): void => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  return new Promise((resolve) => {
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(0);
+    });
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`smtp-session-stream: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);
