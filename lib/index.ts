@@ -9,3 +9,4 @@ export * from './stream';
 export * from './server';
 export { createSelfSignedCertificate } from './tls/self-signed';
 export type { SelfSignedOptions, SelfSignedCertificate } from './tls/self-signed';
+export * from './record';

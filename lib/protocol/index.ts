@@ -15,3 +15,5 @@ export * from './sasl';
 export { parseProxyHeader, formatProxyV1, formatProxyV2 } from './proxy-header';
 export type { ProxyHeader, ProxyParseResult, ProxyTlv } from './proxy-header';
 export type * from './types';
+export { buildReceivedHeader, rfc5322Date } from './received';
+export type { ReceivedOptions } from './received';

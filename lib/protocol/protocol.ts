@@ -37,6 +37,11 @@ export interface ProtocolOptions extends ProtocolHooks, ProtocolFlags {
   disabledExtensions?: string[];
   /** Extra SASL mechanisms. */
   mechanisms?: SaslMechanism[];
+  /**
+   * Commands switched off for a session (502, and their EHLO keyword hidden), e.g. AUTH only from
+   * some networks: `(session) => isInternal(session.remoteAddress) ? [] : ['AUTH']`.
+   */
+  disabledCommands?: string[] | ((session: SessionInfo) => string[]);
   /** Facts about the connection, for hooks (the stream fills these in). */
   remoteAddress?: string;
   remotePort?: number;
@@ -169,6 +174,7 @@ export class Protocol {
   private readonly randomBytes: (size: number) => Buffer;
   private readonly now: () => number;
   private readonly bodyHighWaterMark: number;
+  private readonly disabledCommands: ProtocolOptions['disabledCommands'];
 
   private replies: Reply[] = [];
   private action: RunResult['action'] = null;
@@ -201,6 +207,7 @@ export class Protocol {
     this.maxCommandsBeforeHelo = options.maxCommandsBeforeHelo ?? DEFAULTS.maxCommandsBeforeHelo;
     this.lmtp = options.lmtp ?? false;
     this.bodyHighWaterMark = options.bodyHighWaterMark ?? DEFAULTS.bodyHighWaterMark;
+    this.disabledCommands = options.disabledCommands;
     this.randomBytes = options.randomBytes ?? cryptoRandomBytes;
     this.now = options.now ?? Date.now;
 
@@ -293,11 +300,24 @@ export class Protocol {
   /** The 220 greeting; the session now expects EHLO/HELO (LHLO). */
   start(): Reply {
     this.state = State.Establish;
-    const greeting = this.lmtp
-      ? reply('LmtpGreeting', this.hostname, this.ident)
-      : reply('Greeting', this.hostname, this.ident);
+    const greeting = this.greeting();
     this.observeReply(greeting);
     return greeting;
+  }
+
+  /** The 220 greeting reply itself (also what XCLIENT answers). */
+  greeting(): Reply {
+    return this.lmtp
+      ? reply('LmtpGreeting', this.hostname, this.ident)
+      : reply('Greeting', this.hostname, this.ident);
+  }
+
+  /** Back to the state right after the greeting, forgetting the client's identity (XCLIENT). */
+  restart(): void {
+    this.resetTransaction();
+    this.session.helo = undefined;
+    this.session.heloVerb = undefined;
+    this.state = State.Establish;
   }
 
   /** Queues bytes from the client (cleartext). Call `run()` to process them. */
@@ -494,6 +514,7 @@ export class Protocol {
     if (verb === '' || (rule === undefined && definition === undefined) || isWrongHello(verb, this.lmtp)) {
       return this.emit(reply(UNIMPLEMENTED_VERBS.has(verb) ? 'NotImplemented' : 'Unrecognized'));
     }
+    if (this.isDisabled(verb)) return this.emit(reply('NotImplemented'));
     if (
       this.requireTls &&
       !this.session.secure &&
@@ -554,7 +575,17 @@ export class Protocol {
     if (verb === 'HELO') return this.emit(reply('Hello', this.hostname, args));
     const lines = [`${this.hostname} Hello ${args}`];
     for (const extension of this.extensionList) {
-      const keywords = extension.ehlo?.(this);
+      if (
+        this.isDisabled(extension.name) ||
+        Object.keys(extension.verbs ?? {}).some((v) => this.isDisabled(v))
+      )
+        continue;
+      let keywords: string | readonly string[] | undefined;
+      try {
+        keywords = extension.ehlo?.(this); // may call a hook (the mechanisms list)
+      } catch (error) {
+        return this.hookFailed(error);
+      }
       if (keywords === undefined) continue;
       if (typeof keywords === 'string') lines.push(keywords);
       else lines.push(...keywords);
@@ -586,10 +617,10 @@ export class Protocol {
     );
     if (refused) return this.emit(refused);
     if (parsed.path.nonAscii && !envelope.smtputf8) return this.emit(reply('NonAsciiAddress'));
-    const accept = (): void => {
+    const accept = (answer = reply('SenderOk', displayPath(parsed.path))): void => {
       this.transaction = { envelope, rcptAttempts: 0, message: undefined };
       this.state = State.Rcpt;
-      this.emit(reply('SenderOk', displayPath(parsed.path)));
+      this.emit(answer);
     };
     const validate = this.validateSenderHandler;
     if (validate === undefined) return accept();
@@ -621,9 +652,9 @@ export class Protocol {
       recipient.params,
     );
     if (refused) return this.emit(refused);
-    const accept = (): void => {
+    const accept = (answer = reply('RecipientOk', displayPath(parsed.path))): void => {
       envelope.rcptTo.push(recipient);
-      this.emit(reply('RecipientOk', displayPath(parsed.path)));
+      this.emit(answer);
     };
     const validate = this.validateRecipientHandler;
     if (validate === undefined) return accept();
@@ -672,16 +703,15 @@ export class Protocol {
   }
 
   /** A validate hook's answer: false → the default refusal, a Reply → itself, anything else → accept. */
-  private decide(answer: boolean | Reply | void | undefined, accept: () => void, refusal: () => Reply): void {
+  private decide(
+    answer: boolean | Reply | void | undefined,
+    accept: (answer?: Reply) => void,
+    refusal: () => Reply,
+  ): void {
     if (answer === false) return this.emit(refusal());
     if (isReply(answer)) {
-      if (answer.positive) {
-        // A hook may accept with its own words: run the acceptance, then send its reply instead.
-        const before = this.replies.length;
-        accept();
-        this.replies.splice(before, this.replies.length - before, answer);
-        return;
-      }
+      // A hook may accept with its own words: run the acceptance with its reply instead.
+      if (answer.positive) return accept(answer);
       return this.emit(answer);
     }
     accept();
@@ -793,7 +823,15 @@ export class Protocol {
       answers = [error instanceof SmtpReplyError ? error.reply : reply('StorageFailed')];
     } else {
       const value = outcome.value;
-      const list = Array.isArray(value) ? value : [value];
+      // One queue id per message, even a generated one. In LMTP each reply names its own recipient:
+      // a single answer (or a short list's last one) stands for the remaining recipients.
+      let generated: string | undefined;
+      const ids = (
+        Array.isArray(value) && value.length > 0 ? value : [Array.isArray(value) ? undefined : value]
+      ).map((item) =>
+        isReply(item) || (typeof item === 'string' && item !== '') ? item : (generated ??= this.generateId()),
+      );
+      const list = this.lmtp ? recipients.map((_, i) => ids[Math.min(i, ids.length - 1)]) : ids;
       answers = list.map((item, i) => this.messageAnswer(item, recipients[i]?.address));
     }
     if (this.lmtp) {
@@ -956,7 +994,9 @@ export class Protocol {
     if (!countError || answer.code < 400 || this.state === State.Done) return;
     this.errorCount++;
     if (this.maxErrors > 0 && this.errorCount >= this.maxErrors) {
-      this.replies.push(reply('TooManyErrors', this.hostname));
+      const closing = reply('TooManyErrors', this.hostname);
+      this.replies.push(closing);
+      this.observeReply(closing);
       this.finish();
     }
   }
@@ -1040,6 +1080,14 @@ export class Protocol {
     this.framer.clear();
   }
 
+  /** A command switched off for this session by `disabledCommands`. */
+  isDisabled(verb: string): boolean {
+    const disabled = this.disabledCommands;
+    if (disabled === undefined) return false;
+    const list = typeof disabled === 'function' ? disabled(this.session) : disabled;
+    return list.some((name) => name.toUpperCase() === verb);
+  }
+
   private knownVerbs(): string[] {
     const base = Object.keys(TRANSITIONS).filter(
       (verb) => !isWrongHello(verb, this.lmtp) && !UNIMPLEMENTED_VERBS.has(verb),
@@ -1076,7 +1124,7 @@ function displayPath(path: ParsedPath): string {
 /** AUTH lines are logged without their initial response (D14: never log secrets). */
 function redactAuth(command: Command): string {
   const mechanism = command.args.split(/\s+/)[0] ?? '';
-  return command.args.includes(' ') ? `AUTH ${mechanism} <redacted>` : command.orig;
+  return /\s/.test(command.args) ? `AUTH ${mechanism} <redacted>` : command.orig;
 }
 
 export type { ReplyId };

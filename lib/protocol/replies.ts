@@ -106,6 +106,7 @@ export const REPLIES = {
     enhanced: '5.6.7',
     text: 'Error: non-ASCII address requires the SMTPUTF8 parameter',
   },
+  XclientNotAuthorized: { code: 550, enhanced: '5.7.0', text: 'Error: insufficient authorization' },
   MessageRejected: { code: 550, enhanced: '5.7.1', text: 'Error: message rejected' },
   NoValidRecipients: { code: 554, enhanced: '5.5.1', text: 'Error: no valid recipients' },
   BareNewline: { code: 554, enhanced: '5.6.0', text: 'Error: message contains bare <CR> or <LF> characters' },

@@ -86,6 +86,9 @@ export function escapeBytes(data: Uint8Array): string {
   return out;
 }
 
+/** Printable ASCII without backslash: text that stands for exactly its own bytes. */
+const PLAIN_TEXT = /^[\x20-\x5b\x5d-\x7e]*$/;
+
 function hexValue(code: number): number {
   if (code >= 0x30 && code <= 0x39) return code - 0x30;
   if (code >= 0x41 && code <= 0x46) return code - 0x41 + 10;
@@ -99,6 +102,7 @@ function hexValue(code: number): number {
  * a truncated `\x` escape or a trailing lone backslash.
  */
 export function unescapeBytes(text: string): Buffer {
+  if (PLAIN_TEXT.test(text)) return Buffer.from(text, 'latin1');
   const out = Buffer.allocUnsafe(text.length);
   let n = 0;
   for (let i = 0; i < text.length; i++) {

@@ -9,7 +9,13 @@ export const eightBitMime: Extension = {
     BODY(value, target, protocol) {
       const body = value === true ? '' : value.toUpperCase();
       if (body === '7BIT' || body === '8BITMIME') target.envelope.bodyType = body;
-      else if (body === 'BINARYMIME' && protocol.hasExtension('BINARYMIME')) target.envelope.bodyType = body;
+      // RFC 3030 §3: BINARYMIME is usable only with BDAT, so only while CHUNKING is on too.
+      else if (
+        body === 'BINARYMIME' &&
+        protocol.hasExtension('BINARYMIME') &&
+        protocol.hasExtension('CHUNKING')
+      )
+        target.envelope.bodyType = body;
       else return reply('BadParameterValue', 'BODY');
     },
   },

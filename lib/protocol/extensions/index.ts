@@ -10,6 +10,7 @@ import { requireTls } from './require-tls';
 import { size } from './size';
 import { smtpUtf8 } from './smtputf8';
 import { startTls } from './starttls';
+import { xclient, xforward } from './xclient';
 
 export {
   auth,
