@@ -185,8 +185,8 @@ export class SessionRecorder {
     if (this.finished) return;
     const t = this.now();
     this.guard(() => {
-      this.finishClientLine(t);
-      this.flushClient(t);
+      this.finishClientLine();
+      this.flushClient();
       this.flushServer();
       this.emit(t, 'E', Buffer.alloc(0));
     });
@@ -246,13 +246,14 @@ export class SessionRecorder {
           const nl = chunk.indexOf(0x0a, i);
           const stop = nl !== -1 && nl < end ? nl + 1 : end;
           this.appendClient(chunk.subarray(i, stop), t);
+          this.boundClient(t);
           this.rawRemaining -= stop - i;
           i = stop;
           if (this.rawRemaining === 0) {
-            this.flushClient(t);
+            this.flushClient();
             this.context = 'command';
           } else if (chunk[stop - 1] === 0x0a) {
-            this.flushClient(t);
+            this.flushClient();
           }
           continue;
         }
@@ -267,7 +268,7 @@ export class SessionRecorder {
   private onOutput(chunk: Buffer): void {
     const t = this.now();
     this.guard(() => {
-      if (this.line?.mode === 'plain' || this.context === 'raw') this.flushClient(t);
+      if (this.line?.mode === 'plain' || this.context === 'raw') this.flushClient();
       let i = 0;
       while (i < chunk.length) {
         const nl = chunk.indexOf(0x0a, i);
@@ -291,8 +292,8 @@ export class SessionRecorder {
   private onSecure(info: SecureInfo): void {
     const t = this.now();
     this.guard(() => {
-      this.finishClientLine(t);
-      this.flushClient(t);
+      this.finishClientLine();
+      this.flushClient();
       this.flushServer();
       this.emit(t, 'T', formatTlsPayload(info));
       // RFC 3207 §4.2: all knowledge from before TLS is discarded.
@@ -350,11 +351,11 @@ export class SessionRecorder {
       }
     }
     if (line.mode === 'plain') this.boundClient(t);
-    if (complete) this.finishClientLine(t);
+    if (complete) this.finishClientLine();
   }
 
   /** Completes the current client line (at its LF, or forced by TLS/close). */
-  private finishClientLine(t: number): void {
+  private finishClientLine(): void {
     const line = this.line;
     if (!line) return;
     this.line = null;
@@ -362,11 +363,11 @@ export class SessionRecorder {
     switch (line.mode) {
       case 'undecided': {
         // Forced completion of something that still looks like `AUTH <mech>`: not a secret.
-        this.flushClient(t);
+        this.flushClient();
         break;
       }
       case 'plain':
-        this.flushClient(t);
+        this.flushClient();
         break;
       case 'redact': {
         if (line.length <= 3 && isSaslCancel(Buffer.from(line.head, 'latin1'))) {
@@ -424,7 +425,7 @@ export class SessionRecorder {
     }
   }
 
-  private flushClient(_t: number): void {
+  private flushClient(): void {
     if (this.cPendingLen === 0) return;
     this.emit(this.cPendingTime, 'C', Buffer.concat(this.cPending));
     this.discardClient();

@@ -90,22 +90,29 @@ describe('formatRecord / parseTranscript', () => {
 
   it('parse(format(x)) == x', () => {
     fc.assert(
-      fc.property(metadataArb, fc.array(recordArb, { maxLength: 30 }), fc.boolean(), (metadata, records, end) => {
-        const transcript: Transcript = {
-          version: 1,
-          metadata,
-          records: end ? [...records, { time: 99_999_999, dir: 'E', data: Buffer.alloc(0) }] : records,
-        };
-        const text = formatTranscript(transcript);
-        expect(text.startsWith(TRANSCRIPT_HEADER + '\n')).toBe(true);
-        // line-oriented: one line per record plus the header block
-        expect(text.split('\n').length).toBe(1 + Object.keys(metadata).length + transcript.records.length + 1);
-        expect(text).not.toMatch(/ \n/);
-        const parsed = parseTranscript(text);
-        expect(parsed.version).toBe(1);
-        expect(parsed.metadata).toEqual(metadata);
-        expect(parsed.records).toEqual(transcript.records);
-      }),
+      fc.property(
+        metadataArb,
+        fc.array(recordArb, { maxLength: 30 }),
+        fc.boolean(),
+        (metadata, records, end) => {
+          const transcript: Transcript = {
+            version: 1,
+            metadata,
+            records: end ? [...records, { time: 99_999_999, dir: 'E', data: Buffer.alloc(0) }] : records,
+          };
+          const text = formatTranscript(transcript);
+          expect(text.startsWith(TRANSCRIPT_HEADER + '\n')).toBe(true);
+          // line-oriented: one line per record plus the header block
+          expect(text.split('\n').length).toBe(
+            1 + Object.keys(metadata).length + transcript.records.length + 1,
+          );
+          expect(text).not.toMatch(/ \n/);
+          const parsed = parseTranscript(text);
+          expect(parsed.version).toBe(1);
+          expect(parsed.metadata).toEqual(metadata);
+          expect(parsed.records).toEqual(transcript.records);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -154,6 +161,15 @@ describe('formatRecord / parseTranscript', () => {
     expect(data.toString()).toBe('TLSv1.3 TLS_AES_256_GCM_SHA384');
     expect(parseTlsPayload(data)).toEqual({ protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' });
     expect(parseTlsPayload(formatTlsPayload({}))).toEqual({ protocol: null, cipher: null });
+  });
+
+  it('parses the example in FORMAT.md', () => {
+    const doc = fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'record', 'FORMAT.md'), 'utf8');
+    const example = /```text\n(# smtp-session-stream transcript 1\n[\s\S]*?)```/.exec(doc)![1];
+    const t = parseTranscript(example);
+    expect(formatTranscript(t)).toBe(example);
+    expect(t.records.map((r) => r.dir).join('')).toBe('SCSSSCSTCS!SCCCSSSCCCCSCSE');
+    expect(t.records[18].data.toString('utf8')).toBe('Subject: caf\u00e9\r\n');
   });
 
   it('parses every fixture transcript and formats it back identically', () => {

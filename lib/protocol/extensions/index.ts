@@ -25,7 +25,10 @@ export {
   size,
   smtpUtf8,
   startTls,
+  xclient,
+  xforward,
 };
+export type { AllowList } from './xclient';
 
 /**
  * Extensions on by default, in EHLO order (MailHog's order first: PIPELINING, STARTTLS, AUTH).
