@@ -8,7 +8,7 @@
  * time is still scanned once: the scan resumes where it stopped.
  */
 
-export const enum FrameType {
+export enum FrameType {
   /** A command line, without its line ending. */
   Line = 1,
   /** A command line longer than the limit: its bytes were dropped up to the line end. */
@@ -44,7 +44,7 @@ const enum DataState {
   LineStart,
   /** Held back: a `.` at a line start. */
   Dot,
-  /** Held back: `.` CR at a line start. */
+  /** Held back: `.` CR at a line start (the CR is not handed out until the next byte is known). */
   DotCr,
 }
 
@@ -72,6 +72,8 @@ export class Framer {
   private mode: Mode = Mode.Lines;
   private dataState: DataState = DataState.LineStart;
   private chunkLeft = 0;
+  /** DATA: the end of text was found after a Body frame still to be handed out; consumed up to here. */
+  private textEnd = -1;
 
   constructor(public limits: FramerLimits) {}
 
@@ -103,13 +105,16 @@ export class Framer {
     this.pos = 0;
     this.scanned = 0;
     this.discarded = -1;
+    this.textEnd = -1;
     return dropped;
   }
 
   /** The bytes not yet handed out, leaving the framer empty. */
   takeRest(): Buffer {
     const rest = this.buf.subarray(this.pos);
+    const discarded = this.discarded;
     this.clear();
+    this.discarded = discarded; // still inside an overlong line: its tail must not become a command
     return rest;
   }
 
@@ -117,6 +122,7 @@ export class Framer {
   startDotData(): void {
     this.mode = Mode.DotData;
     this.dataState = DataState.LineStart;
+    this.textEnd = -1;
   }
 
   /** Switch to reading exactly `size` bytes (BDAT). */
@@ -188,118 +194,89 @@ export class Framer {
    * DATA text. Only `CRLF . CRLF` ends it (so `LF.LF`, `CR.CR` and the other SMTP-smuggling
    * variants stay text). The CRLF before the final dot belongs to the last line and is kept (D7);
    * a leading dot is removed from every line, the first one included (D5, D6).
+   *
+   * One call consumes everything buffered (or up to the end of the text) and hands it out as one
+   * frame: a view when no dot was removed, one joined copy otherwise, so a message full of
+   * dot-stuffed lines costs one frame per received chunk, not one per line.
    */
   private nextText(): Frame | undefined {
+    if (this.textEnd >= 0) {
+      const consumedTo = this.textEnd;
+      this.textEnd = -1;
+      return this.finishText(consumedTo);
+    }
     const { buf } = this;
+    const end = buf.length;
     let p = this.pos;
-    const end = buf.length;
     if (p >= end) return undefined;
-
-    // Resolve a line start carried over from the previous chunk.
-    switch (this.dataState) {
-      case DataState.Cr:
-        if (buf[p] !== LF) break;
-        this.dataState = DataState.LineStart;
-        // The LF is text: emit it together with what follows (below), starting the line after it.
-        return this.textFromLineStart(p, p + 1);
-      case DataState.LineStart:
-        return this.textFromLineStart(p, p);
-      case DataState.Dot:
-        return this.afterHeldDot(p);
-      case DataState.DotCr:
-        if (buf[p] === LF) return this.finishText(p + 1);
-        // Stuffed `.` followed by a lone CR: drop the dot, give back the CR.
-        this.dataState = DataState.Mid;
-        return { type: FrameType.Body, chunk: LONE_CR };
-      default:
-        break;
+    let emitFrom = p;
+    let segments: Buffer[] | undefined;
+    const keep = (from: number, to: number): void => {
+      if (from < to) (segments ??= []).push(buf.subarray(from, to));
+    };
+    if (this.dataState === DataState.DotCr && buf[p] !== LF) {
+      // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
+      (segments ??= []).push(LONE_CR);
     }
-    this.dataState = DataState.Mid;
-    return this.scanText(p, p);
-  }
-
-  /** `emitFrom..lineStart` is text already decided; a line starts at `lineStart`. */
-  private textFromLineStart(emitFrom: number, lineStart: number): Frame | undefined {
-    const { buf } = this;
-    if (lineStart >= buf.length) {
-      this.pos = buf.length;
-      this.dataState = DataState.LineStart;
-      return emitFrom < lineStart ? this.body(emitFrom, lineStart) : undefined;
-    }
-    if (buf[lineStart] === DOT) {
-      if (emitFrom < lineStart) {
-        // Hand out the text before the dot first; the dot is looked at on the next call.
-        this.pos = lineStart;
-        this.dataState = DataState.LineStart;
-        return this.body(emitFrom, lineStart);
+    let finished = -1;
+    scan: while (p < end) {
+      switch (this.dataState) {
+        case DataState.Cr:
+          this.dataState = buf[p] === LF ? DataState.LineStart : DataState.Mid;
+          if (this.dataState === DataState.LineStart) p++;
+          break;
+        case DataState.LineStart:
+          if (buf[p] === DOT) {
+            keep(emitFrom, p);
+            p++;
+            emitFrom = p; // the dot itself is never text
+            this.dataState = DataState.Dot;
+          } else this.dataState = DataState.Mid;
+          break;
+        case DataState.Dot:
+          if (buf[p] === CR) {
+            p++;
+            this.dataState = DataState.DotCr;
+          } else this.dataState = DataState.Mid; // stuffed: the line goes on without its dot
+          break;
+        case DataState.DotCr:
+          if (buf[p] === LF) {
+            finished = p + 1;
+            break scan;
+          }
+          this.dataState = DataState.Mid; // stuffed dot before a lone CR (kept, see above)
+          break;
+        case DataState.Mid: {
+          const hit = buf.indexOf(CRLF_DOT, p);
+          if (hit >= 0) {
+            p = hit + 2;
+            this.dataState = DataState.LineStart;
+            break;
+          }
+          // No `CRLF.` in what we hold: note where the buffer ends relative to a line start.
+          if (buf[end - 1] === LF && end - 2 >= p && buf[end - 2] === CR)
+            this.dataState = DataState.LineStart;
+          else if (buf[end - 1] === CR) this.dataState = DataState.Cr;
+          p = end;
+          break;
+        }
       }
-      return this.afterDot(lineStart);
     }
-    this.dataState = DataState.Mid;
-    return this.scanText(emitFrom, lineStart);
-  }
-
-  /** A dot at a line start at `dot` (not yet consumed). */
-  private afterDot(dot: number): Frame | undefined {
-    const { buf } = this;
-    const a = dot + 1;
-    if (a >= buf.length) {
-      this.pos = buf.length;
-      this.dataState = DataState.Dot;
-      return undefined;
+    if (finished >= 0) {
+      // emitFrom..dot was already kept; the dot, CR and LF end the text.
+      this.pos = finished;
+    } else {
+      const held = this.dataState === DataState.DotCr ? 1 : 0; // the CR after a line-start dot waits
+      keep(emitFrom, end - held);
+      this.pos = end;
     }
-    if (buf[a] === CR) {
-      if (a + 1 >= buf.length) {
-        this.pos = buf.length;
-        this.dataState = DataState.DotCr;
-        return undefined;
-      }
-      if (buf[a + 1] === LF) return this.finishText(a + 2);
+    const chunk =
+      segments === undefined ? undefined : segments.length === 1 ? segments[0] : Buffer.concat(segments);
+    if (finished >= 0) {
+      if (chunk === undefined) return this.finishText(finished);
+      this.textEnd = finished;
     }
-    // A stuffed dot: drop it, the rest of the line is text.
-    this.dataState = DataState.Mid;
-    return this.scanText(a, a);
-  }
-
-  /** The held `.` from the previous chunk; `p` is the first new byte. */
-  private afterHeldDot(p: number): Frame | undefined {
-    const { buf } = this;
-    if (buf[p] === CR) {
-      if (p + 1 >= buf.length) {
-        this.pos = buf.length;
-        this.dataState = DataState.DotCr;
-        return undefined;
-      }
-      if (buf[p + 1] === LF) return this.finishText(p + 2);
-    }
-    this.dataState = DataState.Mid;
-    return this.scanText(p, p);
-  }
-
-  /**
-   * Inside a line from `from`; text starts at `emitFrom`. Finds the next `CRLF.`: everything before
-   * its dot is text; the dot is decided by `afterDot`. Without one, the whole rest is text, and the
-   * state records whether it ended at a line start or on a CR.
-   */
-  private scanText(emitFrom: number, from: number): Frame | undefined {
-    const { buf } = this;
-    const hit = buf.indexOf(CRLF_DOT, from);
-    if (hit >= 0) {
-      const dot = hit + 2;
-      if (emitFrom < dot) {
-        this.pos = dot;
-        this.dataState = DataState.LineStart;
-        return this.body(emitFrom, dot);
-      }
-      return this.afterDot(dot);
-    }
-    const end = buf.length;
-    this.pos = end;
-    // Bytes before `from` are never a text CR (a dropped dot, or a line start), so stop there.
-    if (buf[end - 1] === LF && end - 2 >= from && buf[end - 2] === CR) this.dataState = DataState.LineStart;
-    else if (buf[end - 1] === CR) this.dataState = DataState.Cr;
-    else this.dataState = DataState.Mid;
-    return emitFrom < end ? this.body(emitFrom, end) : undefined;
+    return chunk === undefined ? undefined : { type: FrameType.Body, chunk };
   }
 
   private finishText(consumedTo: number): Frame {
@@ -307,9 +284,5 @@ export class Framer {
     this.mode = Mode.Lines;
     this.dataState = DataState.LineStart;
     return { type: FrameType.BodyEnd };
-  }
-
-  private body(from: number, to: number): Frame {
-    return { type: FrameType.Body, chunk: this.buf.subarray(from, to) };
   }
 }

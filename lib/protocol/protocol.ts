@@ -282,15 +282,16 @@ export class Protocol {
 
   /** SASL mechanisms usable now: those the hooks can verify, or what the mechanisms hook says. */
   authenticationMechanisms(): string[] {
-    if (this.getAuthenticationMechanismsHandler) {
-      return this.getAuthenticationMechanismsHandler(this.session)
-        .map((name) => name.toUpperCase())
-        .filter((name) => this.mechanisms.has(name));
-    }
     const names: string[] = [];
     for (const mechanism of this.mechanisms.values()) {
       if (this.validateAuthenticationHandler) names.push(mechanism.name);
       else if (this.lookupPassword && !mechanism.needsValidateHook) names.push(mechanism.name);
+    }
+    if (this.getAuthenticationMechanismsHandler) {
+      // The hook picks and orders among the usable ones: a mechanism no hook can verify stays off.
+      return this.getAuthenticationMechanismsHandler(this.session)
+        .map((name) => name.toUpperCase())
+        .filter((name) => names.includes(name));
     }
     return names;
   }
@@ -370,7 +371,7 @@ export class Protocol {
    * the reply bytes to send before closing. Any message in progress is abandoned, never accepted.
    */
   closeWith(id: 'Timeout' | 'ShuttingDown' | 'TooManyConnections'): Buffer {
-    this.abortMessage(new Error(`session closed: ${id}`));
+    this.abortMessage(`session closed: ${id}`);
     this.emit(reply(id, this.hostname), false);
     this.finish();
     return this.renderReplies() ?? Buffer.alloc(0);
@@ -405,6 +406,8 @@ export class Protocol {
    * Handles one command line from `input` (or, in DATA, the text up to and including the final
    * dot) and returns the rest. Callers loop while the rest still holds a complete line.
    */
+  parse(input: string): ParseResult<string>;
+  parse(input: Buffer): ParseResult<Buffer>;
   parse<T extends string | Buffer>(input: T): ParseResult<T> {
     const asString = typeof input === 'string';
     this.framer.push(asString ? Buffer.from(input, 'utf8') : (input as Buffer));
@@ -1024,11 +1027,14 @@ export class Protocol {
     this.waiting = value.then(
       (resolved) => {
         this.waiting = null;
-        next(resolved);
+        // Closed meanwhile (closeWith, abort, tlsFailed): the late answer changes nothing.
+        if (this.state !== State.Done) next(resolved);
+        if (this.shutdownRequested) this.shutdown(); // closes now unless still busy
       },
       (error: unknown) => {
         this.waiting = null;
         this.hookFailed(error);
+        if (this.shutdownRequested) this.shutdown();
       },
     );
   }
@@ -1051,15 +1057,17 @@ export class Protocol {
   }
 
   private resetTransaction(): void {
-    this.abortMessage(new Error('transaction reset'));
+    this.abortMessage('transaction reset');
     this.transaction = undefined;
     this.chunk = undefined;
     if (this.state !== State.Establish && this.state !== State.Invalid) this.state = State.Mail;
   }
 
-  private abortMessage(reason: Error): void {
+  /** Abandons the message in progress, if any; `reason` is built only then (an Error's stack is costly). */
+  private abortMessage(reason: string | Error): void {
     const message = this.transaction?.message;
     if (message === undefined) return;
+    if (typeof reason === 'string') reason = new Error(reason);
     message.body.fail(reason);
     message.controller.abort(reason);
   }
