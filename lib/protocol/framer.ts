@@ -201,9 +201,10 @@ export class Framer {
    */
   private nextText(): Frame | undefined {
     if (this.textEnd >= 0) {
-      const consumedTo = this.textEnd;
+      // `pos` already stands after the final dot; a `push` since then may have rebased `buf`, so
+      // the offset saved in `textEnd` can be stale.
       this.textEnd = -1;
-      return this.finishText(consumedTo);
+      return this.finishText(this.pos);
     }
     const { buf } = this;
     const end = buf.length;

@@ -3,11 +3,11 @@ import { parsePathArgument, parseParameters, type ParsedPath } from './address';
 import { MessageBody } from './body';
 import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
 import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
-import { BUILT_IN_EXTENSIONS } from './extensions';
+import { Registry } from './registry';
 import { Framer, FrameType, type Frame } from './framer';
 import { isReply, type Reply } from './reply';
 import { reply, type ReplyId } from './replies';
-import { BUILT_IN_MECHANISMS, decodeSaslBase64, type SaslMechanism, type SaslStep } from './sasl';
+import { decodeSaslBase64, type SaslMechanism, type SaslStep } from './sasl';
 import {
   SEQUENCE_TEXT,
   State,
@@ -166,11 +166,9 @@ export class Protocol {
   onReply: ProtocolHooks['onReply'];
 
   private readonly framer: Framer;
-  private readonly extensionList: Extension[] = [];
-  private readonly verbs = new Map<string, VerbDefinition>();
-  private readonly mailParameters = new Map<string, ParameterHandler>();
-  private readonly rcptParameters = new Map<string, ParameterHandler>();
-  private readonly mechanisms = new Map<string, SaslMechanism>();
+  private registry: Registry;
+  /** False while the registry is shared with other sessions (copy before `use()` changes it). */
+  private ownsRegistry = false;
   private readonly randomBytes: (size: number) => Buffer;
   private readonly now: () => number;
   private readonly bodyHighWaterMark: number;
@@ -241,33 +239,23 @@ export class Protocol {
       maxLineLength: Math.max(this.maximumLineLength, this.maximumAuthLineLength),
       hardLineCap: options.hardLineCap ?? DEFAULTS.hardLineCap,
     });
-    const disabled = new Set((options.disabledExtensions ?? []).map((name) => name.toUpperCase()));
-    for (const extension of BUILT_IN_EXTENSIONS) if (!disabled.has(extension.name)) this.use(extension);
-    for (const extension of options.extensions ?? []) this.use(extension);
-    for (const mechanism of [...BUILT_IN_MECHANISMS, ...(options.mechanisms ?? [])]) {
-      this.mechanisms.set(mechanism.name, mechanism);
-    }
+    this.registry = Registry.for(options);
   }
 
   // ---- Extension API -------------------------------------------------------------------------
 
   /** Registers an extension: its EHLO keyword, verbs and MAIL/RCPT parameters. */
   use(extension: Extension): this {
-    if (this.hasExtension(extension.name))
-      throw new Error(`extension ${extension.name} is already registered`);
-    this.extensionList.push(extension);
-    for (const [verb, definition] of Object.entries(extension.verbs ?? {}))
-      this.verbs.set(verb.toUpperCase(), definition);
-    for (const [key, handler] of Object.entries(extension.mailParameters ?? {}))
-      this.mailParameters.set(key.toUpperCase(), handler);
-    for (const [key, handler] of Object.entries(extension.rcptParameters ?? {}))
-      this.rcptParameters.set(key.toUpperCase(), handler);
+    if (!this.ownsRegistry) {
+      this.registry = this.registry.clone();
+      this.ownsRegistry = true;
+    }
+    this.registry.add(extension);
     return this;
   }
 
   hasExtension(name: string): boolean {
-    const upper = name.toUpperCase();
-    return this.extensionList.some((extension) => extension.name === upper);
+    return this.registry.names.has(name.toUpperCase());
   }
 
   /** The open transaction's envelope, if any. */
@@ -283,7 +271,7 @@ export class Protocol {
   /** SASL mechanisms usable now: those the hooks can verify, or what the mechanisms hook says. */
   authenticationMechanisms(): string[] {
     const names: string[] = [];
-    for (const mechanism of this.mechanisms.values()) {
+    for (const mechanism of this.registry.mechanisms.values()) {
       if (this.validateAuthenticationHandler) names.push(mechanism.name);
       else if (this.lookupPassword && !mechanism.needsValidateHook) names.push(mechanism.name);
     }
@@ -485,7 +473,7 @@ export class Protocol {
     const command = parseCommand(decoded.text);
     this.onCommand?.(command, this.session);
     if (this.logHandler) this.log(`C: ${command.verb === 'AUTH' ? redactAuth(command) : command.orig}`);
-    const definition = this.verbs.get(command.verb);
+    const definition = this.registry.verbs.get(command.verb);
     definition?.frame?.(command, this);
     if (bytes.length > this.maximumLineLength && !definition?.longLine)
       return this.emit(reply('LineTooLong'));
@@ -577,7 +565,7 @@ export class Protocol {
     this.state = State.Mail;
     if (verb === 'HELO') return this.emit(reply('Hello', this.hostname, args));
     const lines = [`${this.hostname} Hello ${args}`];
-    for (const extension of this.extensionList) {
+    for (const extension of this.registry.extensions) {
       if (
         this.isDisabled(extension.name) ||
         Object.keys(extension.verbs ?? {}).some((v) => this.isDisabled(v))
@@ -614,7 +602,7 @@ export class Protocol {
     };
     const refused = this.applyParameters(
       parsed.parameters,
-      this.mailParameters,
+      this.registry.mailParameters,
       { envelope },
       envelope.mailFrom.params,
     );
@@ -650,7 +638,7 @@ export class Protocol {
     const recipient: Envelope['rcptTo'][number] = { address: parsed.path.address, params: {} };
     const refused = this.applyParameters(
       parsed.parameters,
-      this.rcptParameters,
+      this.registry.rcptParameters,
       { envelope, recipient },
       recipient.params,
     );
@@ -894,7 +882,7 @@ export class Protocol {
 
   /** AUTH support: runs a SASL exchange from its first step (RFC 4954 §4). */
   beginSasl(mechanismName: string, initialResponse: Buffer | undefined): void {
-    const mechanism = this.mechanisms.get(mechanismName);
+    const mechanism = this.registry.mechanisms.get(mechanismName);
     if (mechanism === undefined) return this.emit(reply('MechanismUnsupported'));
     this.sasl = { next: undefined, failed: false };
     this.state = State.Auth;
@@ -1100,7 +1088,7 @@ export class Protocol {
     const base = Object.keys(TRANSITIONS).filter(
       (verb) => !isWrongHello(verb, this.lmtp) && !UNIMPLEMENTED_VERBS.has(verb),
     );
-    return [...base, ...[...this.verbs.keys()].filter((verb) => !base.includes(verb))];
+    return [...base, ...[...this.registry.verbs.keys()].filter((verb) => !base.includes(verb))];
   }
 
   private log(message: string): void {
