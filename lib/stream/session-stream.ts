@@ -4,6 +4,7 @@ import { Duplex } from 'readable-stream';
 import { Protocol, type ProtocolOptions } from '../protocol/protocol';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header';
 import type { Reply } from '../protocol/reply';
+import type { Command } from '../protocol/command';
 import { State } from '../protocol/state';
 import type { AuthResult, IncomingMessage, MessageResult, SessionInfo, TlsInfo } from '../protocol/types';
 import { AuthRequest, SmtpMessage, type Decision } from './events';
@@ -63,6 +64,7 @@ type Listener = (...args: never[]) => unknown;
  * Async listeners of `message`, `auth` and `starttls` are awaited in order; pipelined commands
  * wait for them.
  */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class SmtpSessionStream extends Duplex {
   readonly protocol: Protocol;
   /** Fires when the session ends (client gone, closed, destroyed). */
@@ -280,7 +282,8 @@ export class SmtpSessionStream extends Duplex {
   private sendCleartext(bytes: Buffer): void {
     this.emit('output', bytes);
     if (this.tlsLayer?.established) {
-      this.tlsLayer.socket.write(bytes);
+      // A client that does not read replies must stop us under TLS too (resumed on 'drain').
+      if (!this.tlsLayer.socket.write(bytes)) this.outputBlocked = true;
       return;
     }
     if (!this.push(bytes)) this.outputBlocked = true;
@@ -348,6 +351,11 @@ export class SmtpSessionStream extends Duplex {
       this.protocol.receive(cleartext);
       if (!this.running) this.drive();
       if (this.running || this.outputBlocked) socket.pause();
+    });
+    socket.on('drain', () => {
+      if (!this.outputBlocked) return;
+      this.outputBlocked = false;
+      if (!this.running) this.drive();
     });
     socket.on('end', () => {
       if (this.finalCallback !== undefined) {
@@ -483,3 +491,27 @@ function peerCommonName(socket: tls.TLSSocket): string | null {
 }
 
 export type { Reply };
+
+/** The session's events with their arguments, for typed listeners. */
+export interface SmtpSessionEvents {
+  message: (message: SmtpMessage) => unknown;
+  auth: (request: AuthRequest) => unknown;
+  starttls: (session: SessionInfo) => unknown;
+  secure: (info: TlsInfo) => void;
+  proxy: (header: ProxyHeader) => void;
+  command: (command: Command) => void;
+  reply: (reply: Reply) => void;
+  input: (chunk: Buffer) => void;
+  output: (chunk: Buffer) => void;
+  tlsClientError: (error: Error) => void;
+  proxyError: (error: Error) => void;
+}
+
+// Typed overloads for the session's own events; stream events keep their usual signatures.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface SmtpSessionStream {
+  on<E extends keyof SmtpSessionEvents>(event: E, listener: SmtpSessionEvents[E]): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this; // eslint-disable-line @typescript-eslint/no-explicit-any
+  once<E extends keyof SmtpSessionEvents>(event: E, listener: SmtpSessionEvents[E]): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
