@@ -149,7 +149,12 @@ async function benchCommands(Protocol, { count, batch, timeLimitMs }) {
     commandsPerSec: sent / seconds,
     replies: total,
     ok: total === sent && bad.length === 0,
-    note: total !== sent ? `${total} replies for ${sent} commands` : bad.length ? `non-2xx: ${bad.join(' | ')}` : '',
+    note:
+      total !== sent
+        ? `${total} replies for ${sent} commands`
+        : bad.length
+          ? `non-2xx: ${bad.join(' | ')}`
+          : '',
   };
 }
 
@@ -188,7 +193,7 @@ async function benchData(Protocol, { size, label, messages, timeLimitMs, seed })
       return false;
     }
     last = null;
-    for (let off = 0; off < wire.length; ) {
+    for (let off = 0; off < wire.length;) {
       const n = 1 + Math.floor(rng() * 65536); // 1 B .. 64 KiB
       p.receive(wire.subarray(off, off + n));
       const d = drain(p, sink);

@@ -66,7 +66,8 @@ function finish(result) {
   if (finished) return;
   finished = true;
   clearTimeout(watchdog);
-  emit({ type: 'result', mode, ...result });
+  const own = process.cpuUsage();
+  emit({ type: 'result', mode, ...result, clientCpuTotalSec: (own.user + own.system) / 1e6 });
   for (const s of sockets) s.destroy();
   if (mode === 'idle') process.stdin.destroy();
   // Everything is closed by now; make sure a stuck handle cannot keep us alive.
@@ -215,8 +216,10 @@ function runThroughput() {
     }
   };
 
+  let startedAll = false;
   const maybeStart = () => {
-    if (readyCount + failedSessions < sessions) return;
+    if (startedAll || readyCount + failedSessions < sessions) return;
+    startedAll = true;
     cpu0 = process.cpuUsage();
     tStart = performance.now();
     for (const start of starters) start();
@@ -224,11 +227,10 @@ function runThroughput() {
 
   for (let i = 0; i < sessions; i++) {
     let sent = 0;
-    let ready = false;
     const conn = new Conn((reason) => {
       errors.push(reason);
       failedSessions++;
-      if (!ready) maybeStart();
+      maybeStart();
       sessionDone();
     });
     let pipelining = false;
@@ -280,7 +282,6 @@ function runThroughput() {
     let warmingUp = warmup > 0;
     handshake(conn, (pipe) => {
       pipelining = pipe;
-      ready = true;
       if (warmingUp) {
         sent = -warmup; // counts up to 0 through the warm-up messages
         return next();
@@ -374,7 +375,13 @@ function runIdle() {
 
   const settled = () => {
     if (held + failed < sessions) return launch();
-    emit({ type: 'ready', held, failed, seconds: (performance.now() - t0) / 1000, errorSamples: errors.slice(0, 5) });
+    emit({
+      type: 'ready',
+      held,
+      failed,
+      seconds: (performance.now() - t0) / 1000,
+      errorSamples: errors.slice(0, 5),
+    });
   };
 
   const launch = () => {

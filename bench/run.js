@@ -33,9 +33,10 @@ const USAGE = `usage: node bench/run.js [--quick] [--only core|loopback|memory[,
   --servers KEYS        only these servers (comma separated), e.g. raw-ceiling,smtp-server-store
   --sessions N          parallel client sessions in the loopback section (default 20)
   --reps N              runs per loopback case (default 3, --quick 1)
-  --idle-sessions N     sessions held in the idle-memory test (default 4000, --quick 2000)
-  --big-mib N           size of the streamed message in MiB (default 1024, --quick 256)
-  --no-write            do not write bench/results/latest.{md,svg}
+  --idle-sessions N     sessions held in the idle-memory test (default 4000, --quick 1000)
+  --big-mib N           size of the streamed message in MiB (default 1024, --quick 128)
+  --no-write            do not write bench/results/latest.{md,svg,json}
+  --render FILE.json    only re-render the reports from a saved latest.json
 `;
 
 const args = u.parseArgs(process.argv.slice(2), ['quick', 'help', 'no-write']);
@@ -57,11 +58,11 @@ const cfg = {
   sessions: u.intArg(args.sessions, 20),
   reps: u.intArg(args.reps, quick ? 1 : 3),
   sizes: [
-    { label: '1 KB', size: 1024, messages: quick ? 50 : 250 },
-    { label: '100 KB', size: 100 * 1024, messages: quick ? 10 : 40 },
+    { label: '1 KB', size: 1024, messages: quick ? 50 : 120, warmup: quick ? 5 : 10 },
+    { label: '100 KB', size: 100 * 1024, messages: quick ? 10 : 20, warmup: quick ? 2 : 3 },
   ],
-  idleSessions: u.intArg(args['idle-sessions'], quick ? 2000 : 4000),
-  bigSize: u.intArg(args['big-mib'], quick ? 256 : 1024) * 1024 * 1024,
+  idleSessions: u.intArg(args['idle-sessions'], quick ? 1000 : 4000),
+  bigSize: u.intArg(args['big-mib'], quick ? 128 : 1024) * 1024 * 1024,
   serverFilter: typeof args.servers === 'string' ? args.servers.split(',').map((s) => s.trim()) : null,
 };
 
@@ -75,20 +76,45 @@ const SERVERS = {
     script: path.join(distRel, 'lib', 'catcher', 'cli.js'),
     stores: true,
     missing: 'run `npm run build` (the catcher CLI is built from lib/catcher)',
+    // Extra CLI flags for every catcher run, e.g. SMTP_BENCH_CATCHER_ARGS=--quiet
+    extraArgs: (process.env.SMTP_BENCH_CATCHER_ARGS || '').split(/\s+/).filter(Boolean),
+    // The 1 GiB test must not hit the default 25 MiB limit.
+    bigArgs: (size) => ['--max-size', String(size * 2)],
   },
-  'smtp-server-store': { label: 'smtp-server storing', script: 'bench/servers/smtp-server-store.js', stores: true },
-  'session-discard': { label: 'session stream (ours, discarding)', script: 'bench/servers/session-discard.js' },
+  'smtp-server-store': {
+    label: 'smtp-server storing',
+    script: 'bench/servers/smtp-server-store.js',
+    stores: true,
+    bigArgs: (size) => ['--size', String(size * 2)],
+  },
+  'session-discard': {
+    label: 'session stream (ours, discarding)',
+    script: 'bench/servers/session-discard.js',
+    // The default maxClients (1000) would refuse most of the idle sessions.
+    idleArgs: (n) => ['--max-clients', String(n + 100)],
+  },
   'raw-ceiling': { label: 'raw net ceiling', script: 'bench/servers/raw-ceiling.js' },
   'smtp-server-discard': { label: 'smtp-server discarding', script: 'bench/servers/smtp-server-discard.js' },
-  'net-greet': { label: 'bare node:net (greets only)', script: 'bench/servers/net-greet.js', greetOnly: true },
+  'net-greet': {
+    label: 'bare node:net (greets only)',
+    script: 'bench/servers/net-greet.js',
+    greetOnly: true,
+  },
 };
-const LOOPBACK_ORDER = ['catcher', 'smtp-server-store', 'session-discard', 'raw-ceiling', 'smtp-server-discard'];
+const LOOPBACK_ORDER = [
+  'catcher',
+  'smtp-server-store',
+  'session-discard',
+  'raw-ceiling',
+  'smtp-server-discard',
+];
 const wanted = (key) => !cfg.serverFilter || cfg.serverFilter.includes(key);
 
 // ---------------------------------------------------------------------------
 // Child processes
 
 const children = new Set();
+const tempDirs = new Set();
 
 function killAll() {
   for (const child of children) {
@@ -98,6 +124,8 @@ function killAll() {
       // already gone
     }
   }
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -196,7 +224,12 @@ function messageChild(nodeArgs, { stdin, onLine = () => {} } = {}) {
 
 /** Runs bench/load.js to completion and returns its result message. */
 async function runLoad(loadArgs, timeoutMs, onProgress) {
-  const child = messageChild([path.join(__dirname, 'load.js'), ...loadArgs, '--timeout-ms', String(timeoutMs)]);
+  const child = messageChild([
+    path.join(__dirname, 'load.js'),
+    ...loadArgs,
+    '--timeout-ms',
+    String(timeoutMs),
+  ]);
   child.onProgress = onProgress;
   const res = await child.next('result', timeoutMs + 10000);
   await stopChild(child, 3000);
@@ -210,7 +243,9 @@ const skipReasons = {};
 
 async function startServer(key, extraArgs = []) {
   const def = SERVERS[key];
+  const skipKey = [key, ...extraArgs].join(' ');
   if (skipReasons[key]) return { skipped: skipReasons[key] };
+  if (skipReasons[skipKey]) return { skipped: skipReasons[skipKey] };
   const script = path.join(u.ROOT, def.script);
   if (!fs.existsSync(script)) {
     skipReasons[key] = `${def.script} not found${def.missing ? ` — ${def.missing}` : ''}`;
@@ -218,7 +253,16 @@ async function startServer(key, extraArgs = []) {
   }
   const port = await u.freePort();
   const maildir = def.stores ? fs.mkdtempSync(path.join(os.tmpdir(), `smtp-bench-${key}-`)) : null;
-  const serverArgs = ['--host', HOST, '--port', String(port), ...(maildir ? ['--maildir', maildir] : []), ...extraArgs];
+  if (maildir) tempDirs.add(maildir);
+  const serverArgs = [
+    '--host',
+    HOST,
+    '--port',
+    String(port),
+    ...(maildir ? ['--maildir', maildir] : []),
+    ...(def.extraArgs || []),
+    ...extraArgs,
+  ];
   const child = spawnNode(['--expose-gc', '-r', GC_HOOK, script, ...serverArgs], { stderr: 'pipe' });
   const stderrTail = [];
   u.onLines(child.stderr, (line) => {
@@ -237,7 +281,9 @@ async function startServer(key, extraArgs = []) {
     }
   });
   const cleanup = () => {
-    if (maildir) fs.rmSync(maildir, { recursive: true, force: true });
+    if (!maildir) return;
+    fs.rmSync(maildir, { recursive: true, force: true });
+    tempDirs.delete(maildir);
   };
   const started = await Promise.race([
     listening,
@@ -251,8 +297,10 @@ async function startServer(key, extraArgs = []) {
     await stopChild(child, 1000);
     cleanup();
     const why = stderrTail.filter(Boolean).slice(-3).join(' / ');
-    skipReasons[key] = `${def.script} ${started.error}${why ? `: ${why}` : ''}`;
-    return { skipped: skipReasons[key] };
+    const flags = [...(def.extraArgs || []), ...extraArgs].join(' ');
+    skipReasons[skipKey] =
+      `${def.script}${flags ? ` ${flags}` : ''} ${started.error}${why ? `: ${why}` : ''}`;
+    return { skipped: skipReasons[skipKey] };
   }
   if (started.host !== HOST && started.host !== 'localhost') {
     await stopChild(child, 1000);
@@ -351,9 +399,12 @@ const log = (line = '') => process.stdout.write(line + '\n');
 
 async function sectionCore() {
   log('\n== core: Protocol in-process (no sockets) ==');
-  const child = messageChild(['--expose-gc', path.join(__dirname, 'core.js'), ...(quick ? ['--quick'] : [])], {
-    onLine: (line) => log(`  ${line}`),
-  });
+  const child = messageChild(
+    ['--expose-gc', path.join(__dirname, 'core.js'), ...(quick ? ['--quick'] : [])],
+    {
+      onLine: (line) => log(`  ${line}`),
+    },
+  );
   const res = await child.next('result', quick ? 90000 : 180000);
   await stopChild(child, 2000);
   if (res.ok === false && res.error) log(`  error: ${res.error}`);
@@ -365,11 +416,15 @@ async function loopbackRun(key, sz, rep) {
   if (srv.skipped) return { key, size: sz.label, skipped: srv.skipped };
   try {
     const pre = await preflight(srv);
-    await sleep(200);
+    await sleep(100);
     await srv.gc();
     const idleKB = srv.rssKB();
     u.resetPeak(srv.pid);
     const sampler = rssSampler(srv.pid);
+    const cpu0 = u.procCpuSeconds(srv.pid);
+    const busy0 = u.machineBusySeconds();
+    const self0 = process.cpuUsage();
+    const wall0 = performance.now();
     const load = await runLoad(
       [
         '--mode',
@@ -384,10 +439,17 @@ async function loopbackRun(key, sz, rep) {
         String(sz.messages),
         '--size',
         String(sz.size),
+        '--warmup',
+        String(sz.warmup),
       ],
       120000,
     );
+    const cpu1 = u.procCpuSeconds(srv.pid);
+    const busy1 = u.machineBusySeconds();
+    const self1 = process.cpuUsage(self0);
+    const wallSec = (performance.now() - wall0) / 1000;
     const maxSampledKB = sampler.stop();
+    const handled = (load.messages || 0) + (load.warmupMessages || 0);
     const mem = u.procMemory(srv.pid) || {};
     const run = {
       key,
@@ -402,12 +464,31 @@ async function loopbackRun(key, sz, rep) {
       expected: load.expected,
       idleRssMB: mb(idleKB),
       peakRssMB: mb(Math.max(mem.hwmKB || 0, maxSampledKB)),
+      // Server CPU per message, warm-up included (whole load run / all messages).
+      serverCpuUsPerMsg:
+        cpu0 !== null && cpu1 !== null && handled > 0 ? ((cpu1 - cpu0) * 1e6) / handled : null,
+      clientCpuPct: load.clientCpuPct,
+      // CPU used by other processes on the machine meanwhile (other builds or tests
+      // make the numbers noisy), in % of one core over the load run.
+      otherCpuPct:
+        busy0 !== null &&
+        busy1 !== null &&
+        cpu0 !== null &&
+        cpu1 !== null &&
+        load.clientCpuTotalSec !== undefined
+          ? Math.max(
+              0,
+              ((busy1 - busy0 - (cpu1 - cpu0) - load.clientCpuTotalSec - (self1.user + self1.system) / 1e6) /
+                wallSec) *
+                100,
+            )
+          : null,
       preflight: pre.ok ? 'ok' : pre.error,
       errors: load.errorSamples || (load.error ? [load.error] : []),
       serverAlive: srv.alive(),
     };
     if (SERVERS[key].stores) {
-      run.stored = await waitStored(srv.maildir, (load.messages || 0) + (pre.ok ? 1 : 0));
+      run.stored = await waitStored(srv.maildir, handled + (pre.ok ? 1 : 0));
       run.storedOk = run.stored.eml === run.stored.expected && run.stored.json === run.stored.expected;
     }
     return run;
@@ -424,6 +505,9 @@ function describeRun(r) {
     `p50 ${u.fmt(r.p50Ms, 2)} ms`,
     `p99 ${u.fmt(r.p99Ms, 2)} ms`,
     `peak RSS ${u.fmt(r.peakRssMB, 1)} MB`,
+    `server CPU ${u.fmt(r.serverCpuUsPerMsg)} µs/msg`,
+    `client CPU ${u.fmt(r.clientCpuPct)}%`,
+    `other CPU ${u.fmt(r.otherCpuPct)}%`,
   ];
   if (r.stored) parts.push(`stored ${r.stored.eml}/${r.stored.expected}${r.storedOk ? '' : ' MISMATCH'}`);
   if (!r.ok) parts.push(`FAILED (${r.messages || 0}/${r.expected || '?'} messages)`);
@@ -441,7 +525,9 @@ async function sectionLoopback() {
   const runs = [];
   const keys = LOOPBACK_ORDER.filter(wanted);
   for (const sz of cfg.sizes) {
-    log(`-- ${sz.label} messages, ${cfg.sessions} x ${sz.messages} per run`);
+    log(
+      `-- ${sz.label} messages: ${cfg.sessions} sessions x (${sz.warmup} warm-up + ${sz.messages} measured) per run`,
+    );
     for (let rep = 1; rep <= cfg.reps; rep++) {
       for (const key of keys) {
         if (skipReasons[key] && rep > 1) continue;
@@ -495,7 +581,7 @@ async function bigRun(key, extraArgs) {
 }
 
 async function idleRun(key, n) {
-  const srv = await startServer(key);
+  const srv = await startServer(key, SERVERS[key].idleArgs ? SERVERS[key].idleArgs(n) : []);
   if (srv.skipped) return { key, skipped: srv.skipped };
   let load;
   try {
@@ -550,15 +636,14 @@ async function idleRun(key, n) {
 
 async function sectionMemory() {
   const bigLabel = `${u.fmt(cfg.bigSize / 1048576)} MiB`;
-  log(`\n== memory: one ${bigLabel} message over one connection; ${u.fmt(cfg.idleSessions)} idle sessions ==`);
+  log(
+    `\n== memory: one ${bigLabel} message over one connection; ${u.fmt(cfg.idleSessions)} idle sessions ==`,
+  );
   const big = [];
-  for (const [key, extra] of [
-    ['catcher', []],
-    ['smtp-server-store', ['--size', String(cfg.bigSize * 2)]],
-  ]) {
+  for (const key of ['catcher', 'smtp-server-store']) {
     if (!wanted(key)) continue;
     log(`  ${bigLabel} stream -> ${key}`);
-    const r = await bigRun(key, extra);
+    const r = await bigRun(key, SERVERS[key].bigArgs(cfg.bigSize));
     big.push(r);
     log(
       r.skipped
@@ -627,20 +712,34 @@ async function main() {
   if (only.includes('memory')) results.memory = await sectionMemory();
   meta.seconds = (performance.now() - t0) / 1000;
 
+  report(results);
+  clearTimeout(watchdog);
+}
+
+/** Prints the summary and (unless --no-write) writes latest.md, latest.svg and latest.json. */
+function report(results) {
   const md = renderMarkdown(results, { servers: SERVERS });
   log('\n' + md);
-  if (args['no-write'] !== true) {
-    fs.mkdirSync(RESULTS_DIR, { recursive: true });
-    const write = (name, text) => {
-      const file = path.join(RESULTS_DIR, name);
-      fs.writeFileSync(file + '.tmp', text);
-      fs.renameSync(file + '.tmp', file);
-    };
-    write('latest.md', md);
-    write('latest.svg', renderSvg(results, { servers: SERVERS }));
-    log(`written: bench/results/latest.md, bench/results/latest.svg (${u.fmt(meta.seconds, 1)} s)`);
-  }
-  clearTimeout(watchdog);
+  if (args['no-write'] === true) return;
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const write = (name, text) => {
+    const file = path.join(RESULTS_DIR, name);
+    fs.writeFileSync(file + '.tmp', text);
+    fs.renameSync(file + '.tmp', file);
+  };
+  write('latest.md', md);
+  write('latest.svg', renderSvg(results, { servers: SERVERS }));
+  write('latest.json', JSON.stringify(results, null, 2) + '\n');
+  log(
+    `written: bench/results/latest.md, latest.svg, latest.json` +
+      (results.meta.seconds ? ` (${u.fmt(results.meta.seconds, 1)} s)` : ''),
+  );
+}
+
+if (typeof args.render === 'string') {
+  // Re-render the reports from a saved latest.json, without running anything.
+  report(JSON.parse(fs.readFileSync(args.render, 'utf8')));
+  process.exit(0);
 }
 
 main().catch((err) => {

@@ -25,6 +25,6 @@ for (const { cjs, esm } of entries) {
   ];
   fs.writeFileSync(target, lines.join('\n'));
   const dts = target.replace(/\.mjs$/, '.d.mts');
-  const types = `./${relative.replace(/\.js$/, '.js')}`;
-  fs.writeFileSync(dts, `export * from '${types}';\n`);
+  const types = `./${relative}`;
+  fs.writeFileSync(dts, `export * from '${types}';\nimport * as cjs from '${types}';\nexport default cjs;\n`);
 }

@@ -5,7 +5,13 @@
 
 const { median, fmt } = require('./util');
 
-const LOOPBACK_KEYS = ['catcher', 'smtp-server-store', 'session-discard', 'raw-ceiling', 'smtp-server-discard'];
+const LOOPBACK_KEYS = [
+  'catcher',
+  'smtp-server-store',
+  'session-discard',
+  'raw-ceiling',
+  'smtp-server-discard',
+];
 const COLORS = {
   catcher: '#1f77b4',
   'smtp-server-store': '#ff7f0e',
@@ -40,9 +46,14 @@ function summarizeLoopback(lb) {
         p50Ms: median(use.map((r) => r.p50Ms)),
         p99Ms: median(use.map((r) => r.p99Ms)),
         peakRssMB: median(use.map((r) => r.peakRssMB)),
+        serverCpuUsPerMsg: median(use.map((r) => r.serverCpuUsPerMsg)),
+        clientCpuPct: median(use.map((r) => r.clientCpuPct)),
+        otherCpuPct: median(use.map((r) => r.otherCpuPct)),
         stored: stores.length ? (stores.every((r) => r.storedOk) ? 'all' : 'MISMATCH') : 'n/a',
         storedDetail: stores.map((r) => `${r.stored.eml}/${r.stored.expected}`).join(', '),
-        preflight: measured.every((r) => r.preflight === 'ok') ? 'ok' : measured.find((r) => r.preflight !== 'ok').preflight,
+        preflight: measured.every((r) => r.preflight === 'ok')
+          ? 'ok'
+          : measured.find((r) => r.preflight !== 'ok').preflight,
       });
     }
   }
@@ -56,11 +67,39 @@ function ratio(rows, a, b, size) {
   return ra.msgsPerSec / rb.msgsPerSec;
 }
 
+/** The same comparison by server CPU per message: cpu(b) / cpu(a), so > 1 means a is cheaper. */
+function cpuRatio(rows, a, b, size) {
+  const ra = rows.find((r) => r.key === a && r.size === size && !r.skipped);
+  const rb = rows.find((r) => r.key === b && r.size === size && !r.skipped);
+  if (!ra || !rb || !ra.serverCpuUsPerMsg || !rb.serverCpuUsPerMsg) return null;
+  return rb.serverCpuUsPerMsg / ra.serverCpuUsPerMsg;
+}
+
 const RATIOS = [
-  { a: 'catcher', b: 'smtp-server-store', name: 'catcher / smtp-server storing (a/b)', goals: { '1 KB': 2.0, '100 KB': 1.5 } },
-  { a: 'session-discard', b: 'raw-ceiling', name: 'session stream discarding / raw ceiling (c/d)', goals: { '1 KB': 0.7 } },
-  { a: 'session-discard', b: 'smtp-server-discard', name: 'session stream discarding / smtp-server discarding (c/e)', goals: {} },
-  { a: 'smtp-server-discard', b: 'raw-ceiling', name: 'smtp-server discarding / raw ceiling (e/d)', goals: {} },
+  {
+    a: 'catcher',
+    b: 'smtp-server-store',
+    name: 'catcher / smtp-server storing (a/b)',
+    goals: { '1 KB': 2.0, '100 KB': 1.5 },
+  },
+  {
+    a: 'session-discard',
+    b: 'raw-ceiling',
+    name: 'session stream discarding / raw ceiling (c/d)',
+    goals: { '1 KB': 0.7 },
+  },
+  {
+    a: 'session-discard',
+    b: 'smtp-server-discard',
+    name: 'session stream discarding / smtp-server discarding (c/e)',
+    goals: {},
+  },
+  {
+    a: 'smtp-server-discard',
+    b: 'raw-ceiling',
+    name: 'smtp-server discarding / raw ceiling (e/d)',
+    goals: {},
+  },
 ];
 
 function verdict(value, ok) {
@@ -99,9 +138,15 @@ function computeTargets(results, rows) {
     const m = results.memory;
     const big = m.big.find((x) => x.key === 'catcher');
     const v = big && !big.skipped && big.ok ? big.growthMB : null;
+    const refused = big && !big.skipped && !big.ok && Number.isFinite(big.growthMB);
     targets.push({
       name: `peak RSS growth, one ${fmt(m.bigSize / 1048576)} MiB message to the catcher`,
-      measured: v === null ? 'n/a' : `${fmt(v, 1)} MB`,
+      measured:
+        v !== null
+          ? `${fmt(v, 1)} MB`
+          : refused
+            ? `${fmt(big.growthMB, 1)} MB, but not accepted: ${big.reply}`
+            : 'n/a',
       goal: '≤ 12 MB' + (m.bigSize !== 1024 ** 3 ? ' (at 1 GiB)' : ''),
       result: verdict(v, v <= 12),
     });
@@ -153,6 +198,15 @@ function renderMarkdown(results, { servers }) {
   const targets = computeTargets(results, rows);
   if (targets.length) {
     out.push('', '## Targets', '');
+    const other = median(rows.filter((r) => !r.skipped).map((r) => r.otherCpuPct));
+    if (other !== null && other > 25) {
+      out.push(
+        `**Warning:** other processes used a median ${fmt(other)}% of a core during the loopback runs ` +
+          '(other builds or tests on this machine); msg/s and their ratios are noisy. Rerun on a quiet ' +
+          'machine, or compare the "by CPU" ratios.',
+        '',
+      );
+    }
     out.push(
       table(
         ['target', 'measured', 'goal', 'result'],
@@ -197,17 +251,32 @@ function renderMarkdown(results, { servers }) {
       '',
     );
     out.push(
-      `Messages per session: ${lb.sizes.map((s) => `${s.messages} at ${s.label}`).join(', ')}. ` +
-        'Latency: body written → final 250 read. Peak RSS: VmHWM of the server process (reset after start).',
+      `Measured messages per session: ${lb.sizes.map((s) => `${s.messages} at ${s.label} (after ${s.warmup} warm-up)`).join(', ')}. ` +
+        'Latency: body written → final 250 read. Peak RSS: VmHWM of the server process (reset after start). ' +
+        'Server CPU: utime+stime of the server over the load run / messages. Client CPU: the load generator, % of one core. ' +
+        'Other CPU: what other processes on the machine used meanwhile, % of one core (high = noisy numbers).',
       '',
     );
     out.push(
       table(
-        ['server', 'size', 'msg/s', 'MB/s', 'p50 ms', 'p99 ms', 'peak RSS MB', 'stored', 'runs ok'],
+        [
+          'server',
+          'size',
+          'msg/s',
+          'MB/s',
+          'p50 ms',
+          'p99 ms',
+          'peak RSS MB',
+          'server CPU µs/msg',
+          'client CPU %',
+          'other CPU %',
+          'stored',
+          'runs ok',
+        ],
         rows.map((r) => {
           if (r.skipped) {
             skipped.set(r.key, r.skipped);
-            return [label(r.key), r.size, 'skipped', '', '', '', '', '', ''];
+            return [label(r.key), r.size, 'skipped', '', '', '', '', '', '', '', '', ''];
           }
           return [
             label(r.key),
@@ -217,6 +286,9 @@ function renderMarkdown(results, { servers }) {
             fmt(r.p50Ms, 2),
             fmt(r.p99Ms, 2),
             fmt(r.peakRssMB, 1),
+            fmt(r.serverCpuUsPerMsg),
+            fmt(r.clientCpuPct),
+            fmt(r.otherCpuPct),
             r.stored === 'n/a' ? 'n/a' : `${r.stored} (${r.storedDetail})`,
             `${r.okRuns}/${r.runs}`,
           ];
@@ -225,13 +297,26 @@ function renderMarkdown(results, { servers }) {
     );
     const failedPre = rows.filter((r) => r.preflight && r.preflight !== 'ok');
     if (failedPre.length) {
-      out.push('', ...failedPre.map((r) => `- nodemailer preflight failed for ${r.key} at ${r.size}: ${r.preflight}`));
+      out.push(
+        '',
+        ...failedPre.map((r) => `- nodemailer preflight failed for ${r.key} at ${r.size}: ${r.preflight}`),
+      );
     }
-    out.push('', '### Ratios (msg/s)', '');
+    out.push('', '### Ratios', '');
+    out.push(
+      'msg/s columns: ratio of median msg/s (the targets). CPU columns, context: the inverse ratio of ' +
+        'median server CPU per message (> 1 = the first server spends less CPU per message); it is less ' +
+        'sensitive to other load on the machine and to the client sharing the 2 cores.',
+      '',
+    );
     out.push(
       table(
-        ['ratio', '1 KB', '100 KB', 'target'],
+        ['ratio', '1 KB msg/s', '100 KB msg/s', '1 KB by CPU', '100 KB by CPU', 'target'],
         RATIOS.map((r) => {
+          const cpuCell = (size) => {
+            const v = cpuRatio(rows, r.a, r.b, size);
+            return v === null ? 'n/a' : `${fmt(v, 2)}×`;
+          };
           const cell = (size) => {
             const v = ratio(rows, r.a, r.b, size);
             if (v === null) return 'n/a';
@@ -239,7 +324,14 @@ function renderMarkdown(results, { servers }) {
             return goal ? `${fmt(v, 2)}× ${v >= goal ? 'PASS' : 'MISS'}` : `${fmt(v, 2)}×`;
           };
           const goals = Object.entries(r.goals).map(([s, g]) => `≥ ${fmt(g, 1)}× at ${s}`);
-          return [r.name, cell('1 KB'), cell('100 KB'), goals.length ? goals.join(', ') : 'context'];
+          return [
+            r.name,
+            cell('1 KB'),
+            cell('100 KB'),
+            cpuCell('1 KB'),
+            cpuCell('100 KB'),
+            goals.length ? goals.join(', ') : 'context',
+          ];
         }),
       ),
     );
@@ -301,11 +393,11 @@ function xmlEscape(s) {
   return String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]);
 }
 
-/** Upper axis bound: 1, 2, 2.5 or 5 times a power of ten, at least max. */
+/** Upper axis bound: a round multiple of a power of ten, at least max (4 grid steps). */
 function niceMax(max) {
   if (!(max > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
+  for (const m of [1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6, 8, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
 
@@ -321,7 +413,12 @@ function renderSvg(results, { servers }) {
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
   );
   const meta = results.meta;
-  text(W / 2, 24, 'smtp-session-stream — loopback messages/s (median)', 'text-anchor="middle" font-size="16" font-weight="bold"');
+  text(
+    W / 2,
+    24,
+    'smtp-session-stream — loopback messages/s (median)',
+    'text-anchor="middle" font-size="16" font-weight="bold"',
+  );
   text(
     W / 2,
     42,
@@ -344,7 +441,12 @@ function renderSvg(results, { servers }) {
     const x1 = 20 + (p + 1) * panelW - 20;
     const vals = keys.map((k) => rows.find((r) => r.key === k && r.size === size));
     const max = niceMax(Math.max(0, ...vals.map((r) => (r && r.msgsPerSec) || 0)));
-    text((x0 + x1) / 2, top - 8, `${size} messages`, 'text-anchor="middle" font-size="14" font-weight="bold"');
+    text(
+      (x0 + x1) / 2,
+      top - 8,
+      `${size} messages`,
+      'text-anchor="middle" font-size="14" font-weight="bold"',
+    );
     for (let i = 0; i <= 4; i++) {
       const y = bottom - ((bottom - top) * i) / 4;
       parts.push(`<line x1="${x0}" y1="${y}" x2="${x1}" y2="${y}" stroke="#e5e5e5"/>`);

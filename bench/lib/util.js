@@ -10,7 +10,9 @@ const ROOT = path.resolve(__dirname, '..', '..');
 
 // Where our compiled library lives. SMTP_BENCH_DIST lets the benchmark be
 // pointed at another build (for example a stub used to test the bench itself).
-const DIST = process.env.SMTP_BENCH_DIST ? path.resolve(process.env.SMTP_BENCH_DIST) : path.join(ROOT, 'dist');
+const DIST = process.env.SMTP_BENCH_DIST
+  ? path.resolve(process.env.SMTP_BENCH_DIST)
+  : path.join(ROOT, 'dist');
 
 // Child processes talk to the runner with lines `@@bench {json}` on stdout.
 const MSG_PREFIX = '@@bench ';
@@ -90,6 +92,35 @@ function procMemory(pid) {
     return m ? Number(m[1]) : null;
   };
   return { rssKB: field('VmRSS'), hwmKB: field('VmHWM') };
+}
+
+/** utime + stime of a process in seconds (from /proc/<pid>/stat), or null. */
+function procCpuSeconds(pid) {
+  let text;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+  return Number.isFinite(ticks) ? ticks / CLOCK_TICKS : null;
+}
+const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
+
+/** Busy CPU seconds of the whole machine (all cores, from /proc/stat), or null. */
+function machineBusySeconds() {
+  let text;
+  try {
+    text = fs.readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  const f = text.slice(0, text.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …: busy = all but idle and iowait
+  const busy = f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3] - f[4];
+  return Number.isFinite(busy) ? busy / CLOCK_TICKS : null;
 }
 
 /** Reset VmHWM of a process to its current RSS (Linux >= 4.0). */
@@ -190,6 +221,8 @@ module.exports = {
   median,
   percentile,
   procMemory,
+  procCpuSeconds,
+  machineBusySeconds,
   resetPeak,
   freePort,
   onLines,

@@ -3,7 +3,10 @@
 // accepts the body. Compared with raw-ceiling.js (the ceiling) and with
 // smtp-server-discard.js.
 //
-//   node bench/servers/session-discard.js --host 127.0.0.1 --port 2525
+//   node bench/servers/session-discard.js --host 127.0.0.1 --port 2525 [--max-clients N]
+//
+// --max-clients sets the server's maxClients option (the idle-session memory
+// test holds more sessions than the default allows); otherwise defaults.
 
 const path = require('node:path');
 const { parseArgs, intArg, DIST, firstLine } = require('../lib/util');
@@ -25,7 +28,9 @@ if (typeof SmtpServer !== 'function') {
   process.exit(2);
 }
 
-const server = new SmtpServer({ hostname: 'bench' });
+const options = { hostname: 'bench' };
+if (args['max-clients'] !== undefined) options.maxClients = intArg(args['max-clients'], 0);
+const server = new SmtpServer(options);
 if (typeof server.on === 'function') {
   server.on('error', (err) => {
     console.error(`session-discard: ${err && err.message}`);

@@ -32,6 +32,8 @@ export type CaughtListener = (record: EnvelopeRecord) => void;
  */
 export async function startCatcher(options: CatcherOptions, onCaught?: CaughtListener): Promise<Catcher> {
   await fs.mkdir(options.maildir, { recursive: true });
+  // Fail at the start, not at the first connection, when the recordings cannot go there.
+  if (options.record !== undefined) await fs.mkdir(options.record, { recursive: true });
   const faults = new FaultInjector(options.faults);
   const passwords = new Map(options.auth.map(({ user, pass }) => [user, pass]));
   const tls = options.tls || options.tlsImplicit ? loadTls(options) : undefined;
@@ -78,10 +80,19 @@ export async function startCatcher(options: CatcherOptions, onCaught?: CaughtLis
   };
   const server = new SmtpServer(serverOptions, (session: SmtpSessionStream) => {
     faults.attach(session);
-    if (options.record !== undefined) recordToFile(session, options.record);
+    if (options.record === undefined) return;
+    try {
+      recordToFile(session, options.record);
+    } catch {
+      // The folder went away since the start: this session goes unrecorded rather than the server down.
+    }
   });
   server.on('sessionError', () => undefined);
-  const address = await server.start(options.port, options.host);
+  // start() rejects on a listen error (EADDRINUSE…); without a listener the re-emitted 'error'
+  // would also be thrown as unhandled.
+  const ignore = (): void => undefined;
+  server.on('error', ignore);
+  const address = await server.start(options.port, options.host).finally(() => server.off('error', ignore));
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return { server, url: `smtp://${host}:${address.port}`, close: () => server.close() };
 }

@@ -37,14 +37,20 @@ async function serve(options: CatcherOptions): Promise<void> {
   const catcher = await startCatcher(options, log);
   if (cluster.isWorker) process.send?.({ listening: catcher.url });
   else process.stdout.write(`listening on ${catcher.url}\n`);
-  let stopping = false;
+  let signals = 0;
+  let closing: Promise<void> | undefined;
+  const close = (): void => {
+    closing ??= catcher.close().then(() => process.exit(0));
+  };
   const stop = (): void => {
-    if (stopping) process.exit(1); // a second signal: stop now
-    stopping = true;
-    catcher.close().then(() => process.exit(0));
+    if (++signals > 1) process.exit(1); // a second signal: stop now
+    close();
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // The primary of --workers asks by message, not by signal: on Ctrl-C the whole process group gets
+  // SIGINT as well, and the primary's request must not count as a second signal.
+  if (cluster.isWorker) process.on('message', (message) => message === 'shutdown' && close());
 }
 
 /** `--workers N`: N processes share one listening socket (node:cluster). */
@@ -59,14 +65,24 @@ function runPrimary(options: CatcherOptions): Promise<number> {
       }
     });
   }
+  let signals = 0;
+  let exitCode = 0;
   const stop = (): void => {
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    if (++signals > 1) exitCode = 1;
+    for (const worker of Object.values(cluster.workers ?? {})) {
+      if (worker === undefined) continue;
+      // The first signal: graceful (see serve); a second one: stop now.
+      if (signals > 1) worker.process.kill('SIGKILL');
+      else if (worker.isConnected()) worker.send('shutdown');
+    }
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   return new Promise((resolve) => {
-    cluster.on('exit', () => {
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(0);
+    cluster.on('exit', (_worker, code) => {
+      // A worker that could not listen exits 1; one that a signal ended before it was ready has no code.
+      if (code !== null && code !== 0) exitCode = 1;
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitCode);
     });
   });
 }
@@ -78,5 +94,6 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     process.stderr.write(`smtp-session-stream: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exitCode = 1;
+    if (cluster.isWorker) process.exit(); // its IPC channel would keep it alive
   },
 );

@@ -75,8 +75,9 @@ export async function storeMessage(
     if (options.fsync) await syncFile(dir);
     return record;
   } catch (error) {
-    await Promise.all([fs.rm(emlTemp, { force: true }), fs.rm(jsonTemp, { force: true })]);
-    await fs.rm(path.join(dir, `${id}.eml`), { force: true });
+    // Best effort: a failing cleanup (e.g. ENOTDIR) must not hide the cause nor stop the next removal.
+    const remove = (file: string) => fs.rm(file, { force: true }).catch(() => undefined);
+    await Promise.all([remove(emlTemp), remove(jsonTemp), remove(path.join(dir, `${id}.eml`))]);
     throw error;
   }
 }

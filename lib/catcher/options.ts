@@ -283,7 +283,8 @@ function applyValue(options: CatcherOptions, name: string, value: string): void 
       options.faults.data = replyCode(name, value);
       break;
     case 'fail-rate': {
-      const rate = Number(value);
+      // Number('') is 0: an empty value must not silently turn the faults off.
+      const rate = value.trim() === '' ? NaN : Number(value);
       if (!(rate >= 0 && rate <= 1)) throw new UsageError('--fail-rate is a number from 0 to 1');
       options.faults.rate = rate;
       break;

@@ -463,7 +463,10 @@ export class Protocol {
 
   private handleLine(bytes: Buffer, bareLf: boolean): void {
     if (this.state === State.Done || this.state === State.StartTls) return;
-    if (bareLf && !this.allowBareLfInCommands) return this.emit(reply('BareLfInCommand'));
+    if (bareLf && !this.allowBareLfInCommands) {
+      if (this.state === State.Auth) this.endSasl(); // the refused line was the SASL response
+      return this.emit(reply('BareLfInCommand'));
+    }
     if (this.state === State.Auth) return this.handleSaslResponse(bytes);
     const decoded = decodeLine(bytes);
     if ('problem' in decoded) {
@@ -626,7 +629,8 @@ export class Protocol {
     const { envelope } = transaction;
     transaction.rcptAttempts++;
     if (this.maximumRecipients >= 0 && envelope.rcptTo.length >= this.maximumRecipients) {
-      return this.emit(reply('TooManyRecipients'));
+      // Not counted as an error: a pipelining client sends the rest later (§4.5.3.1.10; Postfix too).
+      return this.emit(reply('TooManyRecipients'), false);
     }
     const parsed = parsePathArgument(command.args, {
       keyword: 'TO',

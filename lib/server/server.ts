@@ -27,6 +27,7 @@ export class SmtpServer extends EventEmitter {
   private readonly options: SmtpServerOptions;
   private readonly perAddress = new Map<string, number>();
   private closing = false;
+  private starting = false;
 
   constructor(options: SmtpServerOptions = {}, onSession?: (session: SmtpSessionStream) => void) {
     super();
@@ -41,7 +42,10 @@ export class SmtpServer extends EventEmitter {
     } else {
       this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     }
-    this.server.on('error', (error) => this.emit('error', error));
+    // While start() waits, a listen error is its rejection, not also an unhandled 'error' event.
+    this.server.on('error', (error) => {
+      if (!this.starting) this.emit('error', error);
+    });
     this.server.on('listening', () => this.emit('listening'));
   }
 
@@ -54,13 +58,14 @@ export class SmtpServer extends EventEmitter {
 
   /** Resolves once listening; returns the bound address. */
   async start(port = 0, host = '127.0.0.1'): Promise<net.AddressInfo> {
+    this.starting = true;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
         resolve();
       });
-    });
+    }).finally(() => (this.starting = false));
     return this.address();
   }
 

@@ -158,10 +158,8 @@ export class SmtpSessionStream extends Duplex {
   /** Graceful end: 421 now if idle, or right after the message in progress has been answered. */
   shutdown(): void {
     if (this.closing || this.destroyed) return;
-    if (!this.greeted) {
-      this.greeted = true;
-      this.protocol.start();
-    }
+    // Not greeted yet: the 421 replaces the greeting (which must not be reported as sent).
+    this.greeted = true;
     this.protocol.shutdown();
     if (!this.running) this.drive();
   }
@@ -363,8 +361,9 @@ export class SmtpSessionStream extends Duplex {
         this.finalCallback = undefined;
         this.endOfInput(callback);
       } else if (!this.closing) {
-        this.protocol.abort(new Error('client closed its side'));
-        this.closeOutput();
+        // close_notify: as at the end of cleartext input, answer what was received first.
+        this.inputEnded = true;
+        this.endOfInput(() => undefined);
       }
     });
     socket.on('error', (error: Error) => {
