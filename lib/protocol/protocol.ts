@@ -464,6 +464,11 @@ export class Protocol {
   private handleLine(bytes: Buffer, bareLf: boolean): void {
     if (this.state === State.Done || this.state === State.StartTls) return;
     if (bareLf && !this.allowBareLfInCommands) {
+      if (this.state !== State.Auth) {
+        // A refused BDAT line still claims its chunk (RFC 3030 §2): those bytes are never commands.
+        const command = parseCommand(bytes.toString('latin1'));
+        this.registry.verbs.get(command.verb)?.frame?.(command, this);
+      }
       if (this.state === State.Auth) this.endSasl(); // the refused line was the SASL response
       return this.emit(reply('BareLfInCommand'));
     }
@@ -791,8 +796,14 @@ export class Protocol {
   private handleTextEnd(): void {
     const chunk = this.chunk;
     this.chunk = undefined;
-    if (chunk !== undefined && !chunk.accepted) return; // the refusal was sent with the BDAT command
     const message = this.transaction?.message;
+    if (chunk !== undefined && !chunk.accepted) {
+      // The refusal was sent with the BDAT command. Inside a BDAT transaction the message now has a
+      // hole: it must not be accepted without those bytes (RFC 3030 §2).
+      if (message !== undefined && message.failure === undefined && this.state === State.Bdat)
+        this.failMessage(message, reply('BadSequence', 'a previous BDAT chunk was refused'));
+      return;
+    }
     if (message === undefined) return;
     if (chunk !== undefined && !chunk.last) {
       // RFC 3030 §2: a failed chunk fails the transaction; the client sends no more chunks.

@@ -113,6 +113,32 @@ describe('CHUNKING (RFC 3030): BDAT', () => {
     expect(s.delivered[0].bytes.toString()).toBe('ok');
   });
 
+  it('never accepts a message with a hole: a chunk refused mid-transaction fails the message', async () => {
+    const s = open({
+      smtpVerbFilter: (command) => (command.orig === 'BDAT 3' ? reply('NotImplemented') : undefined),
+    });
+    const replies = await send(s, `${HEAD}BDAT 2\r\nabBDAT 3\r\ncdeBDAT 2 LAST\r\nfgNOOP\r\n`);
+    expect(raw(replies).slice(3)).toEqual([
+      '250 2.0.0 2 octets received',
+      '502 5.5.1 Error: command not implemented',
+      '503 5.5.1 Error: a previous BDAT chunk was refused',
+      '250 2.0.0 Ok',
+    ]);
+    expect(s.delivered).toHaveLength(0);
+    expect(s.p.envelope).toBeUndefined();
+  });
+
+  it('fails the message when a chunk line is too long but its bytes were claimed', async () => {
+    const s = open();
+    const replies = await send(s, `${HEAD}BDAT 1\r\naBDAT 1${' '.repeat(600)}\r\nbBDAT 1 LAST\r\nc`);
+    expect(raw(replies).slice(3)).toEqual([
+      '250 2.0.0 1 octets received',
+      '500 5.5.2 Error: line too long',
+      '503 5.5.1 Error: a previous BDAT chunk was refused',
+    ]);
+    expect(s.delivered).toHaveLength(0);
+  });
+
   it('refuses malformed BDAT arguments without claiming any bytes', async () => {
     const s = open();
     await send(s, HEAD);

@@ -102,4 +102,20 @@ describe('Bare LF as a command terminator', () => {
     expect(parseReplies(replies)[0].raw).toBe('500 5.5.2 Error: command line ended with a bare <LF>');
     expect(s.p.envelope).toBeUndefined();
   });
+
+  it('still consumes the chunk of a BDAT line it refuses for its bare LF: those bytes are never commands', async () => {
+    const s = open({ allowBareLfInCommands: false });
+    const chunk = 'RSET\r\nMAIL FROM:<evil@x>\r\n';
+    const replies = await send(
+      s,
+      `EHLO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT ${chunk.length} LAST\n${chunk}NOOP\r\n`,
+    );
+    expect(
+      parseReplies(replies)
+        .map((r) => r.raw)
+        .slice(3),
+    ).toEqual(['500 5.5.2 Error: command line ended with a bare <LF>', '250 2.0.0 Ok']);
+    expect(s.transcript).not.toContain('evil');
+    expect(s.p.envelope?.mailFrom.address).toBe('a@x.test');
+  });
 });
