@@ -45,31 +45,16 @@ export async function storeMessage(
   const id = nextMessageId();
   const emlTemp = path.join(dir, `.${id}.eml.tmp`);
   const jsonTemp = path.join(dir, `.${id}.json.tmp`);
-  let size = 0;
   try {
-    const file = await fs.open(emlTemp, 'wx');
-    try {
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      for await (const chunk of message.body) {
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= BATCH) {
-          await writeAll(file, batch);
-          size += batchBytes;
-          batch = [];
-          batchBytes = 0;
-        }
-      }
-      if (batch.length > 0) await writeAll(file, batch);
-      size += batchBytes;
-      if (options.fsync) await file.sync();
-    } finally {
-      await file.close();
-    }
+    // Small messages (most mail) are gathered in memory, so both files can be written at once;
+    // a message that outgrows BATCH is streamed to its file from then on.
+    const { size, head, file } = await gather(message, emlTemp);
     const record = envelopeRecord(id, message, size);
-    await fs.writeFile(jsonTemp, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
-    if (options.fsync) await syncFile(jsonTemp);
+    const json = JSON.stringify(record, null, 2) + '\n';
+    await Promise.all([
+      file === undefined ? writeNew(emlTemp, head, options.fsync) : finish(file, options.fsync),
+      writeNew(jsonTemp, [Buffer.from(json)], options.fsync),
+    ]);
     await fs.rename(emlTemp, path.join(dir, `${id}.eml`));
     await fs.rename(jsonTemp, path.join(dir, `${id}.json`));
     if (options.fsync) await syncFile(dir);
@@ -79,6 +64,53 @@ export async function storeMessage(
     const remove = (file: string) => fs.rm(file, { force: true }).catch(() => undefined);
     await Promise.all([remove(emlTemp), remove(jsonTemp), remove(path.join(dir, `${id}.eml`))]);
     throw error;
+  }
+}
+
+/** Reads the body: kept in memory up to BATCH bytes, then streamed into `emlTemp`. */
+async function gather(
+  message: IncomingMessage,
+  emlTemp: string,
+): Promise<{ size: number; head: Buffer[]; file: fs.FileHandle | undefined }> {
+  let size = 0;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let file: fs.FileHandle | undefined;
+  try {
+    for await (const chunk of message.body) {
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      size += chunk.length;
+      if (batchBytes >= BATCH) {
+        file ??= await fs.open(emlTemp, 'wx');
+        await writeAll(file, batch);
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    if (file !== undefined && batch.length > 0) await writeAll(file, batch);
+  } catch (error) {
+    await file?.close();
+    throw error;
+  }
+  return { size, head: file === undefined ? batch : [], file };
+}
+
+async function writeNew(target: string, chunks: Buffer[], fsync = false): Promise<void> {
+  const file = await fs.open(target, 'wx');
+  try {
+    if (chunks.length > 0) await writeAll(file, chunks);
+    if (fsync) await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
+async function finish(file: fs.FileHandle, fsync = false): Promise<void> {
+  try {
+    if (fsync) await file.sync();
+  } finally {
+    await file.close();
   }
 }
 

@@ -190,7 +190,14 @@ describe('storeMessage', () => {
   });
 
   it('leaves no file when the envelope cannot be written', async () => {
-    jest.spyOn(fs, 'writeFile').mockRejectedValueOnce(new Error('EIO: i/o error'));
+    const open = fs.open.bind(fs);
+    jest
+      .spyOn(fs, 'open')
+      .mockImplementation((file, ...rest) =>
+        String(file).endsWith('.json.tmp')
+          ? Promise.reject(new Error('EIO: i/o error'))
+          : open(file, ...rest),
+      );
     await expect(storeMessage(dir, incoming([Buffer.from('x')]))).rejects.toThrow('EIO');
     expect(await listDir(dir)).toEqual([]);
   });
