@@ -83,6 +83,9 @@ export class SmtpSessionStream extends Duplex {
   private inputEnded = false;
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  /** The running timer is the idle/DATA one (not the proxy or TLS handshake one). */
+  private timerIsIdle = false;
   private proxyPending: Buffer | undefined;
 
   constructor(options: SmtpSessionOptions = {}) {
@@ -450,32 +453,39 @@ export class SmtpSessionStream extends Duplex {
 
   // ---- Timers --------------------------------------------------------------------------------
 
-  /** Client activity: restart the idle (or DATA) timer. */
+  /** Client activity: restart the idle (or DATA) timer; refreshing the running one when it fits. */
   private touch(): void {
     if (this.closing || this.tlsLayer?.established === false) return;
     const inText = this.protocol.state === State.Data || this.protocol.state === State.Bdat;
     const timeout = inText
       ? (this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout)
       : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
-    this.arm(timeout, () => this.onTimeout());
+    if (this.timer !== undefined && this.timerIsIdle && this.timerMs === timeout) {
+      this.timer.refresh(); // no new Timeout object per chunk
+      return;
+    }
+    this.arm(timeout, this.onTimeout);
+    this.timerIsIdle = this.timer !== undefined;
   }
 
-  private onTimeout(): void {
+  private readonly onTimeout = (): void => {
     // Waiting for our own hooks is not the client's silence.
     if (this.protocol.busy) return this.touch();
     this.refuse('Timeout');
-  }
+  };
 
   private arm(ms: number, action: () => void): void {
     this.clearTimer();
     if (ms <= 0 || !Number.isFinite(ms)) return;
     this.timer = setTimeout(action, ms);
     this.timer.unref?.();
+    this.timerMs = ms;
   }
 
   private clearTimer(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.timerIsIdle = false;
   }
 }
 
