@@ -55,6 +55,8 @@ export async function storeMessage(
       file === undefined ? writeNew(emlTemp, head, options.fsync) : finish(file, options.fsync),
       writeNew(jsonTemp, [Buffer.from(json)], options.fsync),
     ]);
+    // The client left before it could be told 250: keep nothing, so its retry is no duplicate.
+    message.signal.throwIfAborted();
     await fs.rename(emlTemp, path.join(dir, `${id}.eml`));
     await fs.rename(jsonTemp, path.join(dir, `${id}.json`));
     if (options.fsync) await syncFile(dir);
