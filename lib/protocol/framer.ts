@@ -62,6 +62,11 @@ export interface FramerLimits {
   hardLineCap: number;
 }
 
+function lastByte(parts: Buffer[]): number | undefined {
+  const last = parts[parts.length - 1];
+  return last === undefined ? undefined : last[last.length - 1];
+}
+
 export class Framer {
   private buf: Buffer = EMPTY;
   private pos = 0;
@@ -74,12 +79,18 @@ export class Framer {
   private chunkLeft = 0;
   /** DATA: the end of text was found after a Body frame still to be handed out; consumed up to here. */
   private textEnd = -1;
+  /**
+   * Lines mode: earlier pieces of a line still waiting for its LF (already scanned). Kept as a list
+   * and joined once the LF arrives, so a line sent a byte at a time costs O(n), not O(n²) copying.
+   */
+  private parts: Buffer[] | undefined;
+  private partsLength = 0;
 
   constructor(public limits: FramerLimits) {}
 
   /** Bytes received and not yet handed out. */
   get buffered(): number {
-    return this.buf.length - this.pos;
+    return this.buf.length - this.pos + this.partsLength;
   }
 
   get readingText(): boolean {
@@ -91,10 +102,20 @@ export class Framer {
     if (this.pos >= this.buf.length) {
       this.buf = chunk;
       this.pos = 0;
+      this.scanned = 0;
+    } else if (this.mode === Mode.Lines && this.scanned === this.buf.length - this.pos) {
+      // The held bytes are a line start already searched for LF: set them aside, copy nothing.
+      (this.parts ??= []).push(this.buf.subarray(this.pos));
+      this.partsLength += this.buf.length - this.pos;
+      this.buf = chunk;
+      this.pos = 0;
+      this.scanned = 0;
     } else {
-      // Only the unconsumed tail is copied: a partial command line, bounded by the line cap.
+      // Only the unconsumed tail is copied (rare: input pushed before the last unit was taken).
+      const scanned = this.scanned;
       this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk]);
       this.pos = 0;
+      this.scanned = scanned;
     }
   }
 
@@ -106,12 +127,15 @@ export class Framer {
     this.scanned = 0;
     this.discarded = -1;
     this.textEnd = -1;
+    this.parts = undefined;
+    this.partsLength = 0;
     return dropped;
   }
 
   /** The bytes not yet handed out, leaving the framer empty. */
   takeRest(): Buffer {
-    const rest = this.buf.subarray(this.pos);
+    const tail = this.buf.subarray(this.pos);
+    const rest = this.parts === undefined ? tail : Buffer.concat([...this.parts, tail]);
     const discarded = this.discarded;
     this.clear();
     this.discarded = discarded; // still inside an overlong line: its tail must not become a command
@@ -147,33 +171,44 @@ export class Framer {
     const { buf, pos } = this;
     const lf = buf.indexOf(LF, pos + this.scanned);
     if (lf < 0) {
-      const pending = buf.length - pos;
+      const pending = this.partsLength + buf.length - pos;
       if (this.discarded >= 0 || pending > this.limits.maxLineLength + 1) {
         // Too long already: drop what we hold, remember how much, keep looking for the LF.
         this.discarded = Math.max(this.discarded, 0) + pending;
         this.buf = EMPTY;
         this.pos = 0;
         this.scanned = 0;
+        this.parts = undefined;
+        this.partsLength = 0;
         if (this.discarded > this.limits.hardLineCap) {
           this.discarded = -1;
           return { type: FrameType.Overflow };
         }
         return undefined;
       }
-      this.scanned = pending;
+      this.scanned = buf.length - pos;
       return undefined;
     }
     this.pos = lf + 1;
     this.scanned = 0;
-    // An empty line's CR, if any, sits right before the LF inside the unconsumed bytes too.
-    const bareLf = lf === pos || buf[lf - 1] !== CR;
-    const end = bareLf ? lf : lf - 1;
+    let line = buf.subarray(pos, lf);
+    // The byte before the LF may sit in an earlier piece of the line.
+    const parts = this.parts;
+    const before = lf > pos ? buf[lf - 1] : parts !== undefined ? lastByte(parts) : undefined;
+    if (parts !== undefined) {
+      parts.push(line);
+      line = Buffer.concat(parts);
+      this.parts = undefined;
+      this.partsLength = 0;
+    }
+    const bareLf = before !== CR;
     if (this.discarded >= 0) {
       this.discarded = -1;
       return { type: FrameType.LineTooLong, bareLf };
     }
-    if (end - pos > this.limits.maxLineLength) return { type: FrameType.LineTooLong, bareLf };
-    return { type: FrameType.Line, line: buf.subarray(pos, end), bareLf };
+    const end = bareLf ? line.length : line.length - 1;
+    if (end > this.limits.maxLineLength) return { type: FrameType.LineTooLong, bareLf };
+    return { type: FrameType.Line, line: line.subarray(0, end), bareLf };
   }
 
   private nextChunk(): Frame | undefined {
