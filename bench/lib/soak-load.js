@@ -213,6 +213,7 @@ function runMessages() {
   let answered = 0; // messages whose transaction is over (final reply, refusal or lost session)
   let delivered = 0;
   let bytesDelivered = 0;
+  const shape = { bytesSent: 0, dotLines: 0, loneDots: 0, longLines: 0 };
   let started = false;
   let stopIssuing = false;
   let tStart = 0;
@@ -256,6 +257,7 @@ function runMessages() {
       p99Ms: percentile(lat, 99),
       maxMs: lat.length ? lat[lat.length - 1] : null,
       clientCpuSec: cpu ? (cpu.user + cpu.system) / 1e6 : null,
+      shape,
       unexpected,
       unexpectedSamples,
       closedEarly: closedEarly.length,
@@ -266,7 +268,10 @@ function runMessages() {
 
   const writeManifest = () => {
     if (!manifestPath) return;
-    fs.writeFileSync(manifestPath, records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : ''));
+    fs.writeFileSync(
+      manifestPath,
+      records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : ''),
+    );
   };
 
   const done = (extra = {}) => {
@@ -310,6 +315,10 @@ function runMessages() {
     if (conn.closed || !moreWork()) return maybeFinish();
     const index = nextIndex++;
     const m = buildSoakMessage({ seed, phase, index, minSize, maxSize });
+    shape.bytesSent += m.size;
+    shape.dotLines += m.dotLines;
+    shape.loneDots += m.loneDots;
+    shape.longLines += m.longLines;
     const rec = {
       token: m.token,
       index,
@@ -382,7 +391,9 @@ function runMessages() {
 
   const onSessionClosed = (conn, waiting) => {
     if (conn.quitting) return;
-    closedEarly.push(`session ${conn.index}: closed by server${conn.error ? ` (${conn.error})` : ''}${waiting.length ? ` while waiting for ${waiting[0]}` : ''}`);
+    closedEarly.push(
+      `session ${conn.index}: closed by server${conn.error ? ` (${conn.error})` : ''}${waiting.length ? ` while waiting for ${waiting[0]}` : ''}`,
+    );
     if (conn.current) conn.current.end('no final reply');
     maybeFinish();
   };
@@ -467,7 +478,19 @@ function runSlow() {
     stopped = true;
     for (const t of timers) clearInterval(t);
     const open = conns.size;
-    finish({ ok: true, why, sessions, greetings, inData, bytesSent, closedByServer, openAtStop: open, replies, closeSamples, seconds: (performance.now() - t0) / 1000 });
+    finish({
+      ok: true,
+      why,
+      sessions,
+      greetings,
+      inData,
+      bytesSent,
+      closedByServer,
+      openAtStop: open,
+      replies,
+      closeSamples,
+      seconds: (performance.now() - t0) / 1000,
+    });
   };
   onTimeout = () => stop('timeout');
   setTimeout(() => stop('duration'), durationMs).unref();
@@ -480,10 +503,13 @@ function runSlow() {
       bytesSent++;
     };
     // Spread the sessions over the second.
-    const first = setTimeout(() => {
-      tick();
-      timers.push(setInterval(tick, intervalMs));
-    }, Math.floor((conn.index * intervalMs) / Math.max(1, sessions)));
+    const first = setTimeout(
+      () => {
+        tick();
+        timers.push(setInterval(tick, intervalMs));
+      },
+      Math.floor((conn.index * intervalMs) / Math.max(1, sessions)),
+    );
     timers.push(first);
   };
   const countReplies = (conn) => {
@@ -494,7 +520,13 @@ function runSlow() {
     const wantData = Math.floor(sessions / 2);
     if (greetings + closedByServer >= sessions && inData >= wantData - closedByServer) {
       readySent = true;
-      emit({ type: 'ready', greetings, inData, closedByServer, connectSeconds: (performance.now() - t0) / 1000 });
+      emit({
+        type: 'ready',
+        greetings,
+        inData,
+        closedByServer,
+        connectSeconds: (performance.now() - t0) / 1000,
+      });
     }
   };
   const sessionText = (i) =>
@@ -522,7 +554,8 @@ function runSlow() {
         settle();
         if (stopped) return;
         closedByServer++;
-        if (closeSamples.length < 5) closeSamples.push(`slow ${conn.index}: closed by server${conn.error ? ` (${conn.error})` : ''}`);
+        if (closeSamples.length < 5)
+          closeSamples.push(`slow ${conn.index}: closed by server${conn.error ? ` (${conn.error})` : ''}`);
         maybeReady();
       };
       conn.await('greeting', (code) => {

@@ -18,7 +18,9 @@ const crypto = require('node:crypto');
 
 const DOMAIN = 'soak.example';
 // UTF-8 characters of 2, 3 and 4 bytes.
-const WIDE = ['é', 'ß', 'ж', 'Ω', '€', '日', '本', '✓', '—', '😀', '𝄞', '🚀'].map((c) => Buffer.from(c, 'utf8'));
+const WIDE = ['é', 'ß', 'ж', 'Ω', '€', '日', '本', '✓', '—', '😀', '𝄞', '🚀'].map((c) =>
+  Buffer.from(c, 'utf8'),
+);
 
 /** Run id from the seed: `s<seed in base 36>`. */
 function runOf(seed) {
@@ -48,7 +50,10 @@ const ZEROS = Buffer.alloc(16384);
  */
 class Random {
   constructor(seed, phase, index) {
-    const key = crypto.createHash('sha256').update(`soak:${seed >>> 0}:${phase}:${index}`).digest();
+    const key = crypto
+      .createHash('sha256')
+      .update(`soak:${seed >>> 0}:${phase}:${index}`)
+      .digest();
     this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
     this.buf = this.cipher.update(ZEROS);
     this.pos = 0;
@@ -109,13 +114,14 @@ function fillLine(buf, pos, len, rng) {
 }
 
 /**
- * Body of exactly `size` bytes (size >= 2), ending with CRLF. Returns the number of lines that
- * start with a dot (for the record).
+ * Body of exactly `size` bytes (size >= 2), ending with CRLF. Returns how many lines start with a
+ * dot, are exactly "." and are 1,000 bytes or longer (for the record).
  */
 function fillBody(buf, start, size, rng) {
   let pos = start;
   const end = start + size;
   let dotLines = 0;
+  let loneDots = 0;
   let longLines = 0;
   while (pos < end) {
     const room = end - pos - 2; // bytes of text this line may take
@@ -137,12 +143,13 @@ function fillBody(buf, start, size, rng) {
       // A multibyte character cut by the dots would be invalid UTF-8: replace its tail with ASCII.
       for (let k = pos + dots; k < pos + len && (buf[k] & 0xc0) === 0x80; k++) buf[k] = 0x78;
       dotLines++;
+      if (len === 1) loneDots++;
     }
     buf[pos + len] = 0x0d;
     buf[pos + len + 1] = 0x0a;
     pos += len + 2;
   }
-  return { dotLines, longLines };
+  return { dotLines, loneDots, longLines };
 }
 
 /** Content with leading dots doubled, then the ".\r\n" terminator. */

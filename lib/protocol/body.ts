@@ -13,6 +13,7 @@ export class MessageBody implements AsyncIterable<Buffer> {
   private ended = false;
   private failure: Error | undefined;
   private discarding = false;
+  private claimedByConsumer = false;
   private readableListener: (() => void) | undefined;
   private drainWaiter: { promise: Promise<void>; resolve: () => void } | undefined;
 
@@ -85,6 +86,18 @@ export class MessageBody implements AsyncIterable<Buffer> {
   onReadable(listener: () => void): void {
     this.readableListener = listener;
     if (this.queue.length > 0 || this.ended) this.notify();
+  }
+
+  /**
+   * A consumer is reading (e.g. a stream piped somewhere) and will go on after the hook has
+   * answered: the text is not drained when the answer comes first.
+   */
+  claim(): void {
+    this.claimedByConsumer = true;
+  }
+
+  get claimed(): boolean {
+    return this.claimedByConsumer;
   }
 
   /** The consumer does not want the rest: queued and future chunks are dropped, the producer never waits. */

@@ -77,8 +77,8 @@ export class Framer {
   private mode: Mode = Mode.Lines;
   private dataState: DataState = DataState.LineStart;
   private chunkLeft = 0;
-  /** DATA: the end of text was found after a Body frame still to be handed out; consumed up to here. */
-  private textEnd = -1;
+  /** DATA: the end of text was found (and consumed) behind a Body frame not yet handed out. */
+  private textEnded = false;
   /**
    * Lines mode: earlier pieces of a line still waiting for its LF (already scanned). Kept as a list
    * and joined once the LF arrives, so a line sent a byte at a time costs O(n), not O(n²) copying.
@@ -126,7 +126,7 @@ export class Framer {
     this.pos = 0;
     this.scanned = 0;
     this.discarded = -1;
-    this.textEnd = -1;
+    this.textEnded = false;
     this.parts = undefined;
     this.partsLength = 0;
     return dropped;
@@ -136,9 +136,10 @@ export class Framer {
   takeRest(): Buffer {
     const tail = this.buf.subarray(this.pos);
     const rest = this.parts === undefined ? tail : Buffer.concat([...this.parts, tail]);
-    const discarded = this.discarded;
+    const { discarded, textEnded } = this;
     this.clear();
     this.discarded = discarded; // still inside an overlong line: its tail must not become a command
+    this.textEnded = textEnded; // the final dot was seen: what follows it is commands, not text
     return rest;
   }
 
@@ -146,7 +147,7 @@ export class Framer {
   startDotData(): void {
     this.mode = Mode.DotData;
     this.dataState = DataState.LineStart;
-    this.textEnd = -1;
+    this.textEnded = false;
   }
 
   /** Switch to reading exactly `size` bytes (BDAT). */
@@ -235,10 +236,9 @@ export class Framer {
    * dot-stuffed lines costs one frame per received chunk, not one per line.
    */
   private nextText(): Frame | undefined {
-    if (this.textEnd >= 0) {
-      // `pos` already stands after the final dot; a `push` since then may have rebased `buf`, so
-      // the offset saved in `textEnd` can be stale.
-      this.textEnd = -1;
+    if (this.textEnded) {
+      // `pos` already stands after the final dot (a `push` since may have rebased `buf`).
+      this.textEnded = false;
       return this.finishText(this.pos);
     }
     const { buf } = this;
@@ -310,7 +310,7 @@ export class Framer {
       segments === undefined ? undefined : segments.length === 1 ? segments[0] : Buffer.concat(segments);
     if (finished >= 0) {
       if (chunk === undefined) return this.finishText(finished);
-      this.textEnd = finished;
+      this.textEnded = true;
     }
     return chunk === undefined ? undefined : { type: FrameType.Body, chunk };
   }

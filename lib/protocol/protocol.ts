@@ -751,15 +751,19 @@ export class Protocol {
         signal: message.controller.signal,
       }),
     );
+    // Once the hook has answered, text nobody reads is drained (a claimed body keeps flowing).
+    const drainUnclaimed = (): void => {
+      if (!body.claimed) body.discard();
+    };
     if (!isPromise(result)) {
       message.outcome = { value: result };
-      body.discard();
+      drainUnclaimed();
       return;
     }
     message.settled = result.then(
       (value) => {
         message.outcome = { value };
-        body.discard();
+        drainUnclaimed();
       },
       (error: unknown) => {
         message.outcome = { error };
@@ -1086,6 +1090,8 @@ export class Protocol {
   }
 
   private finish(): void {
+    // QUIT, 421s, overflow mid-message: the message hook hears of it (body error, signal).
+    this.abortMessage('session closed');
     this.state = State.Done;
     this.action = 'close';
     this.framer.clear();

@@ -176,11 +176,22 @@ function wire(
     if (!session.destroyed) session.destroy();
     transform?.destroy();
   });
+  // Our last reply (221, 421) is out and our side is closed: a client that keeps its side open
+  // (allowHalfOpen) gets a moment to read and close, then the connection is cut, so nothing lingers.
+  let linger: NodeJS.Timeout | undefined;
+  (transform ?? session).once('end', () => {
+    linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+  });
+  socket.once('close', () => clearTimeout(linger));
   // The session ended without ending its output (destroyed): nothing more will be written.
   session.on('close', () => {
     if (!session.readableEnded && !socket.destroyed) socket.destroy();
   });
 }
+
+/** How long a half-open client may keep its side open after our side has closed. */
+const LINGER_MS = 2000;
 
 function waitClosed(session: SmtpSessionStream): Promise<void> {
   if (session.destroyed || session.closed) return Promise.resolve();

@@ -118,7 +118,8 @@ export class SmtpSessionStream extends Duplex {
       }
       if (event === 'auth' && options.validateAuthenticationHandler === undefined) {
         protocol.validateAuthenticationHandler = (credentials, session) =>
-          this.decideWith(new AuthRequest(credentials, session), 'auth', (): AuthResult => true);
+          // No decision is a refusal: an auth listener must accept() to let anyone in.
+          this.decideWith(new AuthRequest(credentials, session), 'auth', (): AuthResult => false);
       }
     });
     if (options.proxy) {
@@ -418,7 +419,12 @@ export class SmtpSessionStream extends Duplex {
   private dispatchMessage(incoming: IncomingMessage): Promise<MessageResult> {
     const message = new SmtpMessage(incoming);
     return this.decideWith(message, 'message', () => undefined).finally(() => {
-      if (!message.body.destroyed) message.body.destroy();
+      const { body } = message;
+      // A body being piped or read goes on to its end; one nobody touched is drained.
+      const inUse =
+        body.readableFlowing === true || body.listenerCount('data') > 0 || body.listenerCount('readable') > 0;
+      if (inUse && !body.destroyed) incoming.body.claim();
+      else if (!body.destroyed) body.destroy();
     });
   }
 
