@@ -84,6 +84,8 @@ export class SmtpSessionStream extends Duplex {
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = 0;
+  /** A reply was produced since the idle timer was last restarted (a command completed). */
+  private progressed = false;
   /** The running timer is the idle/DATA one (not the proxy or TLS handshake one). */
   private timerIsIdle = false;
   private proxyPending: Buffer | undefined;
@@ -99,6 +101,7 @@ export class SmtpSessionStream extends Duplex {
         this.emit('command', command);
       },
       onReply: (answer, session) => {
+        this.progressed = true;
         options.onReply?.(answer, session);
         this.emit('reply', answer);
       },
@@ -466,6 +469,11 @@ export class SmtpSessionStream extends Duplex {
     const timeout = inText
       ? (this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout)
       : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
+    // A command trickling in (slowloris) does not restart the clock: the whole line must arrive
+    // within the idle timeout after the previous reply.
+    const partialCommand = !inText && this.protocol.bufferedInput > 0 && !this.progressed;
+    if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
+    this.progressed = false;
     if (this.timer !== undefined && this.timerIsIdle && this.timerMs === timeout) {
       this.timer.refresh(); // no new Timeout object per chunk
       return;
