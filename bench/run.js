@@ -76,6 +76,10 @@ const SERVERS = {
     script: path.join(distRel, 'lib', 'catcher', 'cli.js'),
     stores: true,
     missing: 'run `npm run build` (the catcher CLI is built from lib/catcher)',
+    // The Node flags the catcher's bin and `npm start` run it with (see lib/catcher/cli.ts).
+    nodeArgs: (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
+      .split(/\s+/)
+      .filter(Boolean),
     // Extra CLI flags for every catcher run, e.g. SMTP_BENCH_CATCHER_ARGS=--quiet
     extraArgs: (process.env.SMTP_BENCH_CATCHER_ARGS || '').split(/\s+/).filter(Boolean),
     // The 1 GiB test must not hit the default 25 MiB limit.
@@ -263,7 +267,9 @@ async function startServer(key, extraArgs = []) {
     ...(def.extraArgs || []),
     ...extraArgs,
   ];
-  const child = spawnNode(['--expose-gc', '-r', GC_HOOK, script, ...serverArgs], { stderr: 'pipe' });
+  const child = spawnNode(['--expose-gc', ...(def.nodeArgs || []), '-r', GC_HOOK, script, ...serverArgs], {
+    stderr: 'pipe',
+  });
   const stderrTail = [];
   u.onLines(child.stderr, (line) => {
     stderrTail.push(line);

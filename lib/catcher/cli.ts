@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
+// The flag keeps V8's young generation small: streaming a 1 GiB message to disk then grows RSS by
+// 8 MB instead of 28 MB (bench/RESULTS.md); `npm start` passes it too.
 import cluster from 'node:cluster';
 import { runReplayCli } from '../record/replay-cli';
 import { startCatcher } from './catcher';
