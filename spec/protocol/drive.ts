@@ -123,10 +123,8 @@ export function ehloKeywords(text: string): string[] {
   return ehlo === undefined ? [] : ehlo.lines.slice(1);
 }
 
-/** The hello, MAIL and RCPT lines of an ordinary transaction. */
-export function envelopeLines(from = 'a@x.test', to: string[] = ['b@y.test'], hello = 'EHLO c.test'): string {
-  return `${hello}\r\nMAIL FROM:<${from}>\r\n${to.map((t) => `RCPT TO:<${t}>\r\n`).join('')}`;
-}
+/** The hello, MAIL and RCPT lines of an ordinary transaction (shared with helpers.ts). */
+export { envelope as envelopeLines, prng } from './helpers';
 
 /** Bytes of a latin1 string (one byte per char, so 8-bit and binary content stays exact). */
 export function bytes(text: string): Buffer {
@@ -164,16 +162,4 @@ export function referenceDotText(input: Buffer): { text: Buffer; rest: Buffer } 
 
 function clone(envelope: Envelope): Envelope {
   return JSON.parse(JSON.stringify(envelope)) as Envelope;
-}
-
-/** Deterministic PRNG (mulberry32) for reproducible random splits outside fast-check. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
