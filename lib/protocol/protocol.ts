@@ -3,6 +3,7 @@ import { parsePathArgument, parseParameters, type ParsedPath } from './address';
 import { MessageBody } from './body';
 import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
 import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
+import { LazyAbort } from './lazy-abort';
 import { Registry } from './registry';
 import { Framer, FrameType, type Frame } from './framer';
 import { isReply, type Reply } from './reply';
@@ -97,7 +98,7 @@ const UTF8_VERBS = new Set(['MAIL', 'RCPT', 'VRFY', 'EXPN']);
 
 interface MessageInProgress {
   body: MessageBody;
-  controller: AbortController;
+  controller: LazyAbort;
   /** Set once the message hook has answered (or failed). */
   outcome: { value?: MessageResult; error?: unknown } | undefined;
   settled: Promise<void> | undefined;
@@ -730,7 +731,7 @@ export class Protocol {
         : undefined;
     const message: MessageInProgress = {
       body,
-      controller: new AbortController(),
+      controller: new LazyAbort(),
       outcome: undefined,
       settled: undefined,
       failure: undefined,
@@ -748,7 +749,9 @@ export class Protocol {
         envelope: transaction.envelope,
         session: this.session,
         body,
-        signal: message.controller.signal,
+        get signal() {
+          return message.controller.signal;
+        },
       }),
     );
     // Once the hook has answered, text nobody reads is drained (a claimed body keeps flowing).

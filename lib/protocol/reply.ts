@@ -18,7 +18,9 @@ export class Reply {
     this.enhanced = enhanced;
     const list = typeof lines === 'string' ? [lines] : lines.length > 0 ? lines : [''];
     // A reply line never carries CR or LF: echoed client text must not forge extra reply lines.
-    this.lines = list.map((line) => line.replace(CR_LF, ' '));
+    this.lines = list.map((line) =>
+      line.includes('\r') || line.includes('\n') ? line.replace(CR_LF, ' ') : line,
+    );
     this.id = id;
   }
 

@@ -2,6 +2,7 @@ import { duplexPair } from 'node:stream';
 import * as tls from 'node:tls';
 import { Duplex } from 'readable-stream';
 import { Protocol, type ProtocolOptions } from '../protocol/protocol';
+import { LazyAbort } from '../protocol/lazy-abort';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header';
 import type { Reply } from '../protocol/reply';
 import type { Command } from '../protocol/command';
@@ -67,10 +68,8 @@ type Listener = (...args: never[]) => unknown;
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class SmtpSessionStream extends Duplex {
   readonly protocol: Protocol;
-  /** Fires when the session ends (client gone, closed, destroyed). */
-  readonly signal: AbortSignal;
 
-  private readonly controller = new AbortController();
+  private readonly controller = new LazyAbort();
   private readonly options: SmtpSessionOptions;
   private greeted = false;
   private closing = false;
@@ -93,7 +92,6 @@ export class SmtpSessionStream extends Duplex {
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
     this.options = options;
-    this.signal = this.controller.signal;
     const protocol = new Protocol({
       ...options,
       onCommand: (command, session) => {
@@ -142,6 +140,11 @@ export class SmtpSessionStream extends Duplex {
           () => this.destroy(),
         );
     }
+  }
+
+  /** Fires when the session ends (client gone, closed, destroyed). */
+  get signal(): AbortSignal {
+    return this.controller.signal;
   }
 
   /** The per-connection facts hooks see (addresses, HELO, TLS, user). */
