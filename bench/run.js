@@ -19,7 +19,7 @@ const u = require('./lib/util');
 const { renderMarkdown, renderSvg } = require('./lib/report');
 
 /** Like sleep(), but does not keep the process alive: for Promise.race timeouts. */
-const deadline = (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+const { deadline } = u;
 
 const HOST = '127.0.0.1';
 const GC_HOOK = path.join(__dirname, 'lib', 'gc-hook.js');
@@ -167,15 +167,7 @@ function spawnNode(nodeArgs, { stdin = 'ignore', stderr = 'inherit' } = {}) {
   return child;
 }
 
-async function stopChild(child, graceMs = 4000) {
-  if (child.exitInfo) return child.exitInfo;
-  child.kill('SIGTERM');
-  if ((await Promise.race([child.exited, deadline(graceMs, 'timeout')])) === 'timeout') {
-    child.kill('SIGKILL');
-    await child.exited;
-  }
-  return child.exitInfo;
-}
+const stopChild = (child, graceMs = 4000) => u.stopChild(child, graceMs);
 
 /**
  * A child that reports with `@@bench {json}` lines. Other stdout lines go to

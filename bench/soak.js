@@ -123,7 +123,7 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 /** Like sleep(), but does not keep the process alive. */
-const deadline = (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+const { deadline } = u;
 
 /**
  * `node …nodeArgs` through `sh -c 'ulimit -n 65536 || ulimit -n <hard>; exec node …'`: the child
@@ -153,15 +153,7 @@ function spawnNode(nodeArgs, { stdin = 'ignore', nofile = WANT_NOFILE } = {}) {
   return child;
 }
 
-async function stopChild(child, graceMs = 3000) {
-  if (child.exitInfo) return child.exitInfo;
-  child.kill('SIGTERM');
-  if ((await Promise.race([child.exited, deadline(graceMs, 'timeout')])) === 'timeout') {
-    child.kill('SIGKILL');
-    await child.exited;
-  }
-  return child.exitInfo;
-}
+const stopChild = (child, graceMs = 3000) => u.stopChild(child, graceMs);
 
 /** A child reporting with `@@bench {json}` lines; next(type, ms) waits for the next of a type. */
 function messageChild(nodeArgs, { stdin = 'ignore', onMessage = () => {} } = {}) {

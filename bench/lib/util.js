@@ -210,7 +210,26 @@ function fmt(n, digits = 0) {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+/** Resolves with `value` after `ms` without keeping the process alive. */
+const deadline = (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+
+/**
+ * SIGTERM, then SIGKILL after `graceMs`; resolves with the child's `exitInfo`. Expects the
+ * `exited` promise and `exitInfo` that the runners' spawn helpers attach to each child.
+ */
+async function stopChild(child, graceMs) {
+  if (child.exitInfo) return child.exitInfo;
+  child.kill('SIGTERM');
+  if ((await Promise.race([child.exited, deadline(graceMs, 'timeout')])) === 'timeout') {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+  return child.exitInfo;
+}
+
 module.exports = {
+  deadline,
+  stopChild,
   ROOT,
   DIST,
   MSG_PREFIX,
