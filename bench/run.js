@@ -35,6 +35,8 @@ const USAGE = `usage: node bench/run.js [--quick] [--only core|loopback|memory[,
   --reps N              runs per loopback case (default 3, --quick 1)
   --idle-sessions N     sessions held in the idle-memory test (default 4000, --quick 1000)
   --big-mib N           size of the streamed message in MiB (default 1024, --quick 128)
+  --maildir-root DIR    where storing servers write (default bench/.maildirs; env
+                        SMTP_BENCH_MAILDIR_ROOT). Each run gets its own folder, removed after.
   --no-write            do not write bench/results/latest.{md,svg,json}
   --render FILE.json    only re-render the reports from a saved latest.json
 `;
@@ -63,6 +65,13 @@ const cfg = {
   ],
   idleSessions: u.intArg(args['idle-sessions'], quick ? 1000 : 4000),
   bigSize: u.intArg(args['big-mib'], quick ? 128 : 1024) * 1024 * 1024,
+  // Not os.tmpdir(): on some hosts (this project's VM among them) creating a file under /tmp
+  // costs 25x more kernel time than elsewhere on the same disk, and that hides the servers.
+  maildirRoot: path.resolve(
+    typeof args['maildir-root'] === 'string'
+      ? args['maildir-root']
+      : process.env.SMTP_BENCH_MAILDIR_ROOT || path.join(__dirname, '.maildirs'),
+  ),
   serverFilter: typeof args.servers === 'string' ? args.servers.split(',').map((s) => s.trim()) : null,
 };
 
@@ -248,7 +257,8 @@ async function startServer(key, extraArgs = []) {
     return { skipped: skipReasons[key] };
   }
   const port = await u.freePort();
-  const maildir = def.stores ? fs.mkdtempSync(path.join(os.tmpdir(), `smtp-bench-${key}-`)) : null;
+  if (def.stores) fs.mkdirSync(cfg.maildirRoot, { recursive: true });
+  const maildir = def.stores ? fs.mkdtempSync(path.join(cfg.maildirRoot, `smtp-bench-${key}-`)) : null;
   if (maildir) tempDirs.add(maildir);
   const serverArgs = [
     '--host',
@@ -674,6 +684,36 @@ async function sectionMemory() {
 
 // ---------------------------------------------------------------------------
 
+/**
+ * What the disk charges for one stored message's file work, outside any server: two files
+ * created, written (1 KB) and renamed into place, synchronously. Reported beside the storing
+ * results so a slow file system is visible instead of being read as a slow server.
+ */
+function probeFileCost(root) {
+  fs.mkdirSync(root, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(root, 'probe-'));
+  const body = Buffer.alloc(1024, 0x61);
+  const count = 300;
+  try {
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < count; i++) {
+      for (const ext of ['eml', 'json']) {
+        const tmp = path.join(dir, `.${i}.${ext}.tmp`);
+        fs.writeFileSync(tmp, body, { flag: 'wx' });
+        fs.renameSync(tmp, path.join(dir, `${i}.${ext}`));
+      }
+    }
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      wallUs: ((performance.now() - t0) * 1000) / count,
+      systemUs: cpu.system / count,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const started = new Date();
   const t0 = performance.now();
@@ -689,6 +729,8 @@ async function main() {
     quick,
     sections: only,
     dist: distRel,
+    maildirRoot: path.relative(u.ROOT, cfg.maildirRoot) || '.',
+    fileCost: probeFileCost(cfg.maildirRoot),
   };
   log(
     `smtp-session-stream benchmarks — ${meta.date}\n` +

@@ -189,6 +189,16 @@ function renderMarkdown(results, { servers }) {
         ['mode', meta.quick ? 'quick (smoke run: smaller counts, 1 run per case)' : 'full'],
         ['sections', meta.sections.join(', ')],
         ['library', `${meta.dist}/lib`],
+        ...(meta.fileCost
+          ? [
+              [
+                'storing folder',
+                `${meta.maildirRoot}: two 1 KB files created and renamed in ` +
+                  `${fmt(meta.fileCost.wallUs, 0)} µs (${fmt(meta.fileCost.systemUs, 0)} µs kernel CPU), ` +
+                  'synchronously, outside any server',
+              ],
+            ]
+          : []),
         ['duration', meta.seconds ? `${fmt(meta.seconds, 1)} s` : '—'],
       ],
     ),

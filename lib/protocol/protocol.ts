@@ -165,6 +165,8 @@ export class Protocol {
   getAuthenticationMechanismsHandler: ProtocolHooks['getAuthenticationMechanismsHandler'];
   onCommand: ProtocolHooks['onCommand'];
   onReply: ProtocolHooks['onReply'];
+  /** Replies produced so far (a driver can tell whether a command completed since it last looked). */
+  replyCount = 0;
 
   private readonly framer: Framer;
   private registry: Registry;
@@ -1015,6 +1017,7 @@ export class Protocol {
   }
 
   private observeReply(answer: Reply): void {
+    this.replyCount++;
     this.onReply?.(answer, this.session);
     if (this.logHandler) this.log(`S: ${answer.toString()}`);
   }

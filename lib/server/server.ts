@@ -115,7 +115,6 @@ export class SmtpServer extends EventEmitter {
       tls: secure ? undefined : this.options.tls,
     });
     const transform = this.options.outputTransform?.();
-    wire(socket, session, transform, (error) => this.emit('sessionError', error, session));
     const count = (this.perAddress.get(address) ?? 0) + 1;
     const maxClients = this.options.maxClients ?? 1000;
     const perAddressLimit = this.options.maxClientsPerAddress ?? 0;
@@ -123,37 +122,41 @@ export class SmtpServer extends EventEmitter {
       this.closing ||
       (maxClients > 0 && this.sessions.size >= maxClients) ||
       (perAddressLimit > 0 && count > perAddressLimit);
-    if (overLimit) {
-      session.refuse(this.closing ? 'ShuttingDown' : 'TooManyConnections');
-      return;
-    }
-    this.sessions.add(session);
-    this.perAddress.set(address, count);
-    session.once('close', () => {
+    let counted = false;
+    // One 'close' listener does the whole teardown: each listener costs memory per idle session.
+    const onClosed = (): void => {
+      if (!counted) return;
+      counted = false;
       this.sessions.delete(session);
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left > 0) this.perAddress.set(address, left);
       else this.perAddress.delete(address);
-    });
+    };
+    wire(socket, session, transform, (error) => this.emit('sessionError', error, session), onClosed);
+    if (overLimit) {
+      session.refuse(this.closing ? 'ShuttingDown' : 'TooManyConnections');
+      return;
+    }
+    counted = true;
+    this.sessions.add(session);
+    this.perAddress.set(address, count);
     this.emit('session', session);
   }
 }
 
 /**
- * `socket → session → [transform →] socket`, with errors and closes travelling both ways: what
- * `stream.pipeline` does, minus its per-stream bookkeeping, which doubles an idle session's memory
- * (measured: 35 KB of RSS per idle session with pipeline, 18 KB with this).
+ * Connects a socket and its session, errors and closes travelling both ways. Without an output
+ * transform the session is attached to the socket directly (`session.attach`), which measured
+ * 2× less memory per idle session and less CPU per message than `socket.pipe(session).pipe(socket)`
+ * (and 4× less than `stream.pipeline`); with one, the streams are piped.
  */
 function wire(
   socket: net.Socket,
   session: SmtpSessionStream,
   transform: Duplex | undefined,
   onError: (error: Error) => void,
+  onClosed: () => void,
 ): void {
-  const output = transform ?? socket;
-  socket.pipe(session);
-  session.pipe(output);
-  if (transform) transform.pipe(socket);
   let failed = false;
   const fail = (error: Error): void => {
     if (failed) return;
@@ -168,22 +171,32 @@ function wire(
     transform?.destroy();
     socket.destroy();
   };
-  socket.on('error', fail);
-  session.on('error', fail);
-  transform?.on('error', fail);
-  // The client went away: the session is over (its hooks see the AbortSignal).
-  socket.on('close', () => {
-    if (!session.destroyed) session.destroy();
-    transform?.destroy();
-  });
+  let linger: NodeJS.Timeout | undefined;
   // Our last reply (221, 421) is out and our side is closed: a client that keeps its side open
   // (allowHalfOpen) gets a moment to read and close, then the connection is cut, so nothing lingers.
-  let linger: NodeJS.Timeout | undefined;
-  (transform ?? session).once('end', () => {
+  const startLinger = (): void => {
     linger = setTimeout(() => socket.destroy(), LINGER_MS);
     linger.unref();
+  };
+  socket.on('error', fail);
+  session.on('error', fail);
+  // The client went away: the session is over (its hooks see the AbortSignal).
+  socket.on('close', () => {
+    clearTimeout(linger);
+    if (!session.destroyed) session.destroy();
+    transform?.destroy();
+    onClosed();
   });
-  socket.once('close', () => clearTimeout(linger));
+  if (transform === undefined) {
+    socket.on('finish', startLinger);
+    session.attach(socket);
+    return;
+  }
+  socket.pipe(session);
+  session.pipe(transform);
+  transform.pipe(socket);
+  transform.on('error', fail);
+  transform.once('end', startLinger);
   // The session ended without ending its output (destroyed): nothing more will be written.
   session.on('close', () => {
     if (!session.readableEnded && !socket.destroyed) socket.destroy();

@@ -53,6 +53,14 @@ interface TlsLayer {
 }
 
 type Listener = (...args: never[]) => unknown;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyListener = (...args: any[]) => void;
+
+/** What `attach()` needs of a connection: a `net.Socket`, a `tls.TLSSocket` or any Node Duplex. */
+export type AttachableConnection = Pick<
+  import('node:stream').Duplex,
+  'write' | 'end' | 'pause' | 'resume' | 'on' | 'destroy' | 'destroyed'
+>;
 
 /**
  * An SMTP session as a Duplex: write the client's bytes in, read the server's bytes out
@@ -83,27 +91,20 @@ export class SmtpSessionStream extends Duplex {
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = 0;
-  /** A reply was produced since the idle timer was last restarted (a command completed). */
-  private progressed = false;
+  /** `protocol.replyCount` when the idle timer was last restarted: more means a command completed. */
+  private repliesAtTouch = 0;
   /** The running timer is the idle/DATA one (not the proxy or TLS handshake one). */
   private timerIsIdle = false;
   private proxyPending: Buffer | undefined;
+  /** Set by `attach()`: replies go straight to this connection instead of our readable side. */
+  private connection: AttachableConnection | undefined;
+  /** A chunk from the attached connection is held by the core (the connection is paused). */
+  private inputHeld = false;
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
     this.options = options;
-    const protocol = new Protocol({
-      ...options,
-      onCommand: (command, session) => {
-        options.onCommand?.(command, session);
-        this.emit('command', command);
-      },
-      onReply: (answer, session) => {
-        this.progressed = true;
-        options.onReply?.(answer, session);
-        this.emit('reply', answer);
-      },
-    });
+    const protocol = new Protocol(options);
     this.protocol = protocol;
     if (options.tlsInfo !== undefined) protocol.setTlsInfo(options.tlsInfo);
     if (options.tls !== undefined && options.tlsHandler === undefined && !protocol.session.secure) {
@@ -112,17 +113,6 @@ export class SmtpSessionStream extends Duplex {
         return true;
       };
     }
-    // Events are the stream's face of the core's hooks: a listener installs the hook.
-    this.on('newListener', (event: string) => {
-      if (event === 'message' && options.messageReceivedHandler === undefined) {
-        protocol.messageReceivedHandler = (incoming) => this.dispatchMessage(incoming);
-      }
-      if (event === 'auth' && options.validateAuthenticationHandler === undefined) {
-        protocol.validateAuthenticationHandler = (credentials, session) =>
-          // No decision is a refusal: an auth listener must accept() to let anyone in.
-          this.decideWith(new AuthRequest(credentials, session), 'auth', (): AuthResult => false);
-      }
-    });
     if (options.proxy) {
       const allow = typeof options.proxy === 'object' ? options.proxy.allowFrom : undefined;
       const allowed =
@@ -139,6 +129,43 @@ export class SmtpSessionStream extends Duplex {
             : STREAM_DEFAULTS.proxyTimeout,
           () => this.destroy(),
         );
+    }
+  }
+
+  // Events are the stream's face of the core's hooks: the first listener of an event installs its
+  // hook. (Overriding the adders, not a 'newListener' listener: that costs memory per session.)
+  override on(event: string | symbol, listener: AnyListener): this {
+    this.installHook(event);
+    return super.on(event, listener);
+  }
+  override addListener(event: string | symbol, listener: AnyListener): this {
+    this.installHook(event);
+    return super.addListener(event, listener);
+  }
+  override prependListener(event: string | symbol, listener: AnyListener): this {
+    this.installHook(event);
+    return super.prependListener(event, listener);
+  }
+
+  private installHook(event: string | symbol): void {
+    const { protocol, options } = this;
+    if (protocol === undefined) return; // listeners added by the Duplex constructor
+    if (event === 'message' && options.messageReceivedHandler === undefined) {
+      protocol.messageReceivedHandler = (incoming) => this.dispatchMessage(incoming);
+    } else if (event === 'auth' && options.validateAuthenticationHandler === undefined) {
+      protocol.validateAuthenticationHandler = (credentials, session) =>
+        // No decision is a refusal: an auth listener must accept() to let anyone in.
+        this.decideWith(new AuthRequest(credentials, session), 'auth', (): AuthResult => false);
+    } else if (event === 'command' && protocol.onCommand === options.onCommand) {
+      protocol.onCommand = (command, session) => {
+        options.onCommand?.(command, session);
+        this.emit('command', command);
+      };
+    } else if (event === 'reply' && protocol.onReply === options.onReply) {
+      protocol.onReply = (answer, session) => {
+        options.onReply?.(answer, session);
+        this.emit('reply', answer);
+      };
     }
   }
 
@@ -182,15 +209,64 @@ export class SmtpSessionStream extends Duplex {
     this.closeOutput();
   }
 
+  /**
+   * Serves one connection directly, without `pipe` (what `SmtpServer` does): its data is our input,
+   * replies are written to it, its backpressure pauses us and ours pauses it. Same behaviour as
+   * `connection.pipe(session).pipe(connection)` for a fraction of the memory and CPU, but our own
+   * readable side stays empty (tap replies with the `output` event). The caller still owns the
+   * connection's `error` and `close` (destroy the session on both); destroying the session
+   * destroys the connection.
+   */
+  attach(connection: AttachableConnection): this {
+    if (this.connection !== undefined) throw new Error('SmtpSessionStream: already attached');
+    this.connection = connection;
+    connection.on('data', (chunk: Buffer) => this.receiveAttached(chunk));
+    connection.on('drain', () => this.outputDrained());
+    connection.on('end', () => this._final(noop));
+    // Greeted after the caller's synchronous set-up, as a pipe would: a refusal replaces it.
+    queueMicrotask(() => {
+      if (this.proxyPending === undefined && !this.greeted && !this.destroyed) this.greet();
+    });
+    return this;
+  }
+
+  private receiveAttached(chunk: Buffer): void {
+    this.inputHeld = true;
+    this._write(chunk, 'binary', this.releaseAttachedInput);
+    if (this.inputHeld) this.connection?.pause();
+  }
+
+  private readonly releaseAttachedInput = (): void => {
+    if (!this.inputHeld) return;
+    this.inputHeld = false;
+    this.connection?.resume();
+  };
+
   // ---- Duplex plumbing ------------------------------------------------------------------------
 
   override _read(): void {
     if (!this.greeted && this.proxyPending === undefined) this.greet();
+    this.outputDrained();
+  }
+
+  /** Whoever reads our replies can take more: resume TLS output and the core. */
+  private outputDrained(): void {
     this.tlsLayer?.wire.resume();
     if (this.outputBlocked) {
       this.outputBlocked = false;
       if (!this.running) this.drive();
     }
+  }
+
+  /** Bytes to the client (cleartext or TLS records); false when the reader wants a pause. */
+  private sendRaw(bytes: Buffer): boolean {
+    if (this.connection !== undefined) return this.connection.write(bytes);
+    return this.push(bytes);
+  }
+
+  private endRaw(): void {
+    if (this.connection !== undefined) this.connection.end();
+    else this.push(null);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -222,6 +298,7 @@ export class SmtpSessionStream extends Duplex {
     this.tlsLayer?.socket.destroy();
     this.tlsLayer?.wire.destroy();
     this.releaseHeld();
+    if (this.connection !== undefined && !this.connection.destroyed) this.connection.destroy();
     callback(error);
   }
 
@@ -294,7 +371,7 @@ export class SmtpSessionStream extends Duplex {
       if (!this.tlsLayer.socket.write(bytes)) this.outputBlocked = true;
       return;
     }
-    if (!this.push(bytes)) this.outputBlocked = true;
+    if (!this.sendRaw(bytes)) this.outputBlocked = true;
   }
 
   /** The client ended its side: finish what was received, then end ours. */
@@ -318,7 +395,7 @@ export class SmtpSessionStream extends Duplex {
       this.tlsLayer.socket.end();
       return;
     }
-    this.push(null);
+    this.endRaw();
   }
 
   // ---- STARTTLS inside the stream ------------------------------------------------------------
@@ -333,11 +410,11 @@ export class SmtpSessionStream extends Duplex {
     this.tlsLayer = layer;
     this.arm(this.options.tlsHandshakeTimeout ?? STREAM_DEFAULTS.tlsHandshakeTimeout, () => this.destroy());
     wire.on('data', (encrypted: Buffer) => {
-      if (!this.push(encrypted)) wire.pause();
+      if (!this.sendRaw(encrypted)) wire.pause();
     });
     wire.on('end', () => {
       if (!this.closing) this.closing = true;
-      this.push(null);
+      this.endRaw();
     });
     socket.on('secure', () => {
       layer.established = true;
@@ -474,9 +551,10 @@ export class SmtpSessionStream extends Duplex {
       : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
     // A command trickling in (slowloris) does not restart the clock: the whole line must arrive
     // within the idle timeout after the previous reply.
-    const partialCommand = !inText && this.protocol.bufferedInput > 0 && !this.progressed;
+    const progressed = this.protocol.replyCount !== this.repliesAtTouch;
+    const partialCommand = !inText && this.protocol.bufferedInput > 0 && !progressed;
     if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
-    this.progressed = false;
+    this.repliesAtTouch = this.protocol.replyCount;
     if (this.timer !== undefined && this.timerIsIdle && this.timerMs === timeout) {
       this.timer.refresh(); // no new Timeout object per chunk
       return;
@@ -505,6 +583,8 @@ export class SmtpSessionStream extends Duplex {
     this.timerIsIdle = false;
   }
 }
+
+function noop(): void {}
 
 function isThenable(value: unknown): value is Promise<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
