@@ -371,6 +371,13 @@ function renderMarkdown(results, { servers }) {
       ),
     );
     out.push('', `### ${fmt(m.idleSessions)} idle sessions held after EHLO`, '');
+    if (m.idleNodeArgs && m.idleNodeArgs.length) {
+      out.push(
+        `Every server here runs with \`node ${m.idleNodeArgs.join(' ')}\`, so that the young ` +
+          'generation grown while accepting the connections is not counted as memory the sessions hold.',
+        '',
+      );
+    }
     out.push(
       table(
         ['server', 'KB per session', 'idle RSS MB', 'RSS with sessions MB', 'sessions held'],
