@@ -11,6 +11,7 @@ import {
 } from '../index';
 import { recordToFile } from '../record';
 import { FaultInjector } from './faults';
+import { SmallFileWriter } from './file-writer';
 import { envelopeRecord, storeMessage, type EnvelopeRecord } from './maildir';
 import { nextMessageId } from './ids';
 import type { CatcherOptions } from './options';
@@ -37,6 +38,7 @@ export async function startCatcher(options: CatcherOptions, onCaught?: CaughtLis
   const faults = new FaultInjector(options.faults);
   const passwords = new Map(options.auth.map(({ user, pass }) => [user, pass]));
   const tls = options.tls || options.tlsImplicit ? loadTls(options) : undefined;
+  const writer = options.discard ? undefined : new SmallFileWriter();
 
   const storeOrDiscard = async (message: IncomingMessage): Promise<MessageResult> => {
     const fault = faults.dataFault([
@@ -51,7 +53,7 @@ export async function startCatcher(options: CatcherOptions, onCaught?: CaughtLis
       onCaught?.(record);
       return record.id;
     }
-    const record = await storeMessage(options.maildir, message, { fsync: options.fsync });
+    const record = await storeMessage(options.maildir, message, { fsync: options.fsync, writer });
     onCaught?.(record);
     return options.lmtp ? message.envelope.rcptTo.map(() => record.id) : record.id;
   };
@@ -93,8 +95,14 @@ export async function startCatcher(options: CatcherOptions, onCaught?: CaughtLis
   const ignore = (): void => undefined;
   server.on('error', ignore);
   const address = await server.start(options.port, options.host).finally(() => server.off('error', ignore));
+  writer?.prepare();
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return { server, url: `smtp://${host}:${address.port}`, close: () => server.close() };
+  return {
+    server,
+    url: `smtp://${host}:${address.port}`,
+    // The writer goes last: messages still being answered during the close are stored.
+    close: () => server.close().finally(() => writer?.close()),
+  };
 }
 
 function loadTls(options: CatcherOptions): { key: string | Buffer; cert: string | Buffer } {

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { IncomingMessage } from '../index';
+import type { SmallFileWriter } from './file-writer';
 import { nextMessageId } from './ids';
 
 /** The envelope file written beside each message: `<id>.json`. A public contract: keep the names. */
@@ -27,6 +28,8 @@ export interface EnvelopeRecord {
 export interface StoreOptions {
   /** fsync each file before the rename (and the folder after): survives a power cut, costs speed. */
   fsync?: boolean;
+  /** Writes messages that fit in memory from a worker thread (see file-writer.ts). */
+  writer?: SmallFileWriter;
 }
 
 const BATCH = 256 * 1024;
@@ -51,6 +54,13 @@ export async function storeMessage(
     const { size, head, file } = await gather(message, emlTemp);
     const record = envelopeRecord(id, message, size);
     const json = JSON.stringify(record, null, 2) + '\n';
+    if (file === undefined && options.writer !== undefined) {
+      // The client left before it could be told 250: keep nothing, so its retry is no duplicate.
+      message.signal.throwIfAborted();
+      const eml = head.length === 1 ? head[0] : Buffer.concat(head, size);
+      await options.writer.write({ dir, id, eml, json, fsync: options.fsync === true });
+      return record;
+    }
     await Promise.all([
       file === undefined ? writeNew(emlTemp, head, options.fsync) : finish(file, options.fsync),
       writeNew(jsonTemp, [Buffer.from(json)], options.fsync),
@@ -78,8 +88,16 @@ async function gather(
   let batch: Buffer[] = [];
   let batchBytes = 0;
   let file: fs.FileHandle | undefined;
+  const { body } = message;
   try {
-    for await (const chunk of message.body) {
+    // read() until the queue is empty, then wait: cheaper than async iteration's promise per chunk.
+    for (;;) {
+      const chunk = body.read();
+      if (chunk === undefined) break;
+      if (chunk === null) {
+        await new Promise<void>((resolve) => body.onReadable(resolve));
+        continue;
+      }
       batch.push(chunk);
       batchBytes += chunk.length;
       size += chunk.length;
@@ -92,6 +110,7 @@ async function gather(
     }
     if (file !== undefined && batch.length > 0) await writeAll(file, batch);
   } catch (error) {
+    body.discard(); // the rest of the text is not wanted
     await file?.close();
     throw error;
   }

@@ -94,6 +94,8 @@ export class SmtpServer extends EventEmitter {
   }
 
   private accept(socket: net.Socket): void {
+    // Replies are small and the client waits for each batch: send them now, not after an ACK.
+    socket.setNoDelay(true);
     const address = socket.remoteAddress ?? '';
     const secure = socket instanceof tls.TLSSocket;
     const session = new SmtpSessionStream({
