@@ -223,6 +223,7 @@ export class SmtpSessionStream extends Duplex {
     connection.on('data', (chunk: Buffer) => this.receiveAttached(chunk));
     connection.on('drain', () => this.outputDrained());
     connection.on('end', () => this._final(noop));
+    connection.resume(); // as pipe() does: a connection paused before (pauseOnConnect) is read too
     // Greeted after the caller's synchronous set-up, as a pipe would: a refusal replaces it.
     queueMicrotask(() => {
       if (this.proxyPending === undefined && !this.greeted && !this.destroyed) this.greet();

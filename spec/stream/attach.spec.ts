@@ -65,11 +65,7 @@ function pairSession(options: SmtpSessionOptions = {}, pairOptions?: DuplexOptio
 
 /** Resolves when `emitter` emits `event` (with a deadline). */
 function once(emitter: NodeJS.EventEmitter, event: string, ms = 2000): Promise<void> {
-  return within(
-    new Promise<void>((resolve) => emitter.once(event, () => resolve())),
-    ms,
-    `'${event}' event`,
-  );
+  return within(new Promise<void>((resolve) => emitter.once(event, () => resolve())), ms, `'${event}' event`);
 }
 
 describe('attach over a non-socket Duplex (duplexPair)', () => {
@@ -163,7 +159,16 @@ describe('attach over a non-socket Duplex (duplexPair)', () => {
     await client.waitFor(GREETING);
 
     client.write(
-      crlf('EHLO c.test', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'Subject: held', '', 'text', '.'),
+      crlf(
+        'EHLO c.test',
+        'MAIL FROM:<a@a.test>',
+        'RCPT TO:<b@b.test>',
+        'DATA',
+        'Subject: held',
+        '',
+        'text',
+        '.',
+      ),
     );
     await within(inListener, 2000, 'message listener called');
     await client.waitForReplies(5);
