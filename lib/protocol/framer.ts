@@ -51,7 +51,6 @@ const enum DataState {
 const LF = 0x0a;
 const CR = 0x0d;
 const DOT = 0x2e;
-const CRLF_DOT = Buffer.from('\r\n.', 'latin1');
 const EMPTY = Buffer.alloc(0);
 const LONE_CR = Buffer.from('\r', 'latin1');
 
@@ -246,14 +245,14 @@ export class Framer {
     let p = this.pos;
     if (p >= end) return undefined;
     let emitFrom = p;
-    let segments: Buffer[] | undefined;
+    // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line).
+    const cuts = this.cuts;
+    cuts.length = 0;
     const keep = (from: number, to: number): void => {
-      if (from < to) (segments ??= []).push(buf.subarray(from, to));
+      if (from < to) cuts.push(from, to);
     };
-    if (this.dataState === DataState.DotCr && buf[p] !== LF) {
-      // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
-      (segments ??= []).push(LONE_CR);
-    }
+    // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
+    const heldCr = this.dataState === DataState.DotCr && buf[p] !== LF;
     let finished = -1;
     scan: while (p < end) {
       switch (this.dataState) {
@@ -283,9 +282,12 @@ export class Framer {
           this.dataState = DataState.Mid; // stuffed dot before a lone CR (kept, see above)
           break;
         case DataState.Mid: {
-          const hit = buf.indexOf(CRLF_DOT, p);
+          // Next line-start dot: a one-byte search (memchr) beats the three-byte needle, even
+          // stopping at every dot inside lines. The CRLF must lie at or after p (we are mid-line).
+          let hit = buf.indexOf(DOT, p + 2);
+          while (hit >= 0 && (buf[hit - 1] !== LF || buf[hit - 2] !== CR)) hit = buf.indexOf(DOT, hit + 1);
           if (hit >= 0) {
-            p = hit + 2;
+            p = hit;
             this.dataState = DataState.LineStart;
             break;
           }
@@ -306,8 +308,7 @@ export class Framer {
       keep(emitFrom, end - held);
       this.pos = end;
     }
-    const chunk =
-      segments === undefined ? undefined : segments.length === 1 ? segments[0] : Buffer.concat(segments);
+    const chunk = joinCuts(buf, cuts, heldCr);
     if (finished >= 0) {
       if (chunk === undefined) return this.finishText(finished);
       this.textEnded = true;
@@ -315,10 +316,36 @@ export class Framer {
     return chunk === undefined ? undefined : { type: FrameType.Body, chunk };
   }
 
+  /** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, reused. */
+  private readonly cuts: number[] = [];
+
   private finishText(consumedTo: number): Frame {
     this.pos = consumedTo;
     this.mode = Mode.Lines;
     this.dataState = DataState.LineStart;
     return { type: FrameType.BodyEnd };
   }
+}
+
+/**
+ * The kept ranges of `buf` as one Buffer: a view when there is one range, else one copy of the
+ * whole span slid together over the removed dots with `copyWithin` (no view per range).
+ */
+function joinCuts(buf: Buffer, cuts: number[], heldCr: boolean): Buffer | undefined {
+  const pairs = cuts.length;
+  if (pairs === 0) return heldCr ? LONE_CR : undefined;
+  if (pairs === 2 && !heldCr) return buf.subarray(cuts[0], cuts[1]);
+  const first = cuts[0];
+  const prefix = heldCr ? 1 : 0;
+  const out = Buffer.allocUnsafe(prefix + cuts[pairs - 1] - first);
+  if (heldCr) out[0] = CR;
+  out.set(buf.subarray(first, cuts[pairs - 1]), prefix);
+  let length = prefix + cuts[1] - first;
+  for (let i = 2; i < pairs; i += 2) {
+    const from = prefix + cuts[i] - first;
+    const to = prefix + cuts[i + 1] - first;
+    out.copyWithin(length, from, to);
+    length += to - from;
+  }
+  return length === out.length ? out : out.subarray(0, length);
 }
