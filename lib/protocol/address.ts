@@ -97,7 +97,7 @@ function stripSourceRoute(path: string): string {
 function parseMailbox(text: string, allowPostmaster: boolean): ParsedPath | PathProblem {
   if (text === '') return 'syntax';
   const nonAscii = NON_ASCII.test(text);
-  if (Buffer.byteLength(text) > 256 - 2) return 'too-long';
+  if (octets(text, nonAscii) > 256 - 2) return 'too-long';
   if (allowPostmaster && text.toLowerCase() === 'postmaster') {
     return { address: text, localPart: text, domain: '', nonAscii: false };
   }
@@ -106,8 +106,13 @@ function parseMailbox(text: string, allowPostmaster: boolean): ParsedPath | Path
   const localPart = text.slice(0, at);
   const domain = text.slice(at + 1);
   if (!isLocalPart(localPart) || !(isDomain(domain, nonAscii) || isAddressLiteral(domain))) return 'syntax';
-  if (Buffer.byteLength(localPart) > 64 || Buffer.byteLength(domain) > 255) return 'too-long';
+  if (octets(localPart, nonAscii) > 64 || octets(domain, nonAscii) > 255) return 'too-long';
   return { address: text, localPart, domain, nonAscii };
+}
+
+/** Length in octets; ASCII text has one per character (no byteLength scan needed). */
+function octets(text: string, nonAscii: boolean): number {
+  return nonAscii ? Buffer.byteLength(text) : text.length;
 }
 
 // atext of RFC 5322 §3.2.3, plus UTF-8 (RFC 6531 §3.3). Dot-string: atoms joined by single dots.
@@ -124,8 +129,13 @@ function isLocalPart(s: string): boolean {
   return DOT_STRING.test(s) || QUOTED_STRING.test(s);
 }
 
+// The same rule as LABEL for a whole dotted ASCII name (labels of at most 63), tested at once.
+const ASCII_DOMAIN =
+  /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
 function isDomain(s: string, utf8: boolean): boolean {
   if (s === '' || s.length > 255) return false;
+  if (ASCII_DOMAIN.test(s)) return true; // the common case, without splitting into labels
   if (!utf8 && NON_ASCII.test(s)) return false;
   const labels = s.split('.');
   if (labels[labels.length - 1] === '') labels.pop(); // a trailing root dot is tolerated

@@ -838,16 +838,23 @@ export class Protocol {
       answers = [error instanceof SmtpReplyError ? error.reply : reply('StorageFailed')];
     } else {
       const value = outcome.value;
-      // One queue id per message, even a generated one. In LMTP each reply names its own recipient:
-      // a single answer (or a short list's last one) stands for the remaining recipients.
-      let generated: string | undefined;
-      const ids = (
-        Array.isArray(value) && value.length > 0 ? value : [Array.isArray(value) ? undefined : value]
-      ).map((item) =>
-        isReply(item) || (typeof item === 'string' && item !== '') ? item : (generated ??= this.generateId()),
-      );
-      const list = this.lmtp ? recipients.map((_, i) => ids[Math.min(i, ids.length - 1)]) : ids;
-      answers = list.map((item, i) => this.messageAnswer(item, recipients[i]?.address));
+      if (!this.lmtp && !Array.isArray(value)) {
+        // The usual case (one answer for the message), without the per-recipient lists below.
+        answers = [this.messageAnswer(value as string | Reply | undefined, undefined)];
+      } else {
+        // One queue id per message, even a generated one. In LMTP each reply names its own recipient:
+        // a single answer (or a short list's last one) stands for the remaining recipients.
+        let generated: string | undefined;
+        const ids = (
+          Array.isArray(value) && value.length > 0 ? value : [Array.isArray(value) ? undefined : value]
+        ).map((item) =>
+          isReply(item) || (typeof item === 'string' && item !== '')
+            ? item
+            : (generated ??= this.generateId()),
+        );
+        const list = this.lmtp ? recipients.map((_, i) => ids[Math.min(i, ids.length - 1)]) : ids;
+        answers = list.map((item, i) => this.messageAnswer(item, recipients[i]?.address));
+      }
     }
     if (this.lmtp) {
       // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
