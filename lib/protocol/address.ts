@@ -33,7 +33,7 @@ export interface PathOptions {
 /** Parses the arguments of MAIL or RCPT. */
 export function parsePathArgument(args: string, options: PathOptions): PathArgument {
   const keywordLength = options.keyword.length;
-  if (args.slice(0, keywordLength).toUpperCase() !== options.keyword) return { ok: false, problem: 'syntax' };
+  if (!startsWithKeyword(args, options.keyword)) return { ok: false, problem: 'syntax' };
   let i = keywordLength;
   if (!options.strict) while (isBlank(args.charCodeAt(i))) i++;
   if (args.charCodeAt(i) !== 0x3a /* : */) return { ok: false, problem: 'syntax' };
@@ -67,6 +67,16 @@ export function parsePathArgument(args: string, options: PathOptions): PathArgum
   if (typeof mailbox === 'string') return { ok: false, problem: mailbox };
   if (mailbox.nonAscii && !options.utf8) return { ok: false, problem: 'non-ascii' };
   return { ok: true, path: mailbox, parameters };
+}
+
+/** `args` starts with the upper-case ASCII `keyword`, in any case (no slice, no toUpperCase). */
+function startsWithKeyword(args: string, keyword: string): boolean {
+  if (args.length < keyword.length) return false;
+  for (let i = 0; i < keyword.length; i++) {
+    const c = args.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a ? c - 0x20 : c) !== keyword.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** Index of the `>` that closes a path, skipping quoted strings; -1 if none. */

@@ -24,7 +24,16 @@ export function parseCommand(line: string): Command {
   while (verbEnd < end && !isBlank(line.charCodeAt(verbEnd))) verbEnd++;
   let argsStart = verbEnd;
   while (argsStart < end && isBlank(line.charCodeAt(argsStart))) argsStart++;
-  return { verb: line.slice(start, verbEnd).toUpperCase(), args: line.slice(argsStart, end), orig };
+  return { verb: upperAscii(line.slice(start, verbEnd)), args: line.slice(argsStart, end), orig };
+}
+
+/** `text.toUpperCase()`, skipped when there is no lower-case ASCII letter (verbs usually are upper case). */
+export function upperAscii(text: string): string {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || c > 0x7f) return text.toUpperCase();
+  }
+  return text;
 }
 
 function isBlank(c: number): boolean {

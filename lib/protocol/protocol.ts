@@ -13,6 +13,7 @@ import {
   SEQUENCE_TEXT,
   State,
   TRANSITIONS,
+  TRANSITION_RULES,
   UNIMPLEMENTED_VERBS,
   readsCommands,
   sequenceError,
@@ -188,6 +189,8 @@ export class Protocol {
   private commandsBeforeHelo = 0;
   private shutdownRequested = false;
   private idCounter = 0;
+  private idTime = -1;
+  private idPrefix = '';
 
   constructor(options: ProtocolOptions = {}) {
     this.hostname = options.hostname ?? DEFAULTS.hostname;
@@ -512,7 +515,7 @@ export class Protocol {
   /** Checks the transition table, TLS and auth policy, then runs the command's handler. */
   private dispatch(command: Command, definition: VerbDefinition | undefined): void {
     const { verb } = command;
-    const rule = TRANSITIONS[verb];
+    const rule = TRANSITION_RULES.get(verb);
     if (verb === '' || (rule === undefined && definition === undefined) || isWrongHello(verb, this.lmtp)) {
       return this.emit(reply(UNIMPLEMENTED_VERBS.has(verb) ? 'NotImplemented' : 'Unrecognized'));
     }
@@ -693,6 +696,7 @@ export class Protocol {
     target: ParameterTarget,
     record: Record<string, string | true>,
   ): Reply | undefined {
+    if (text === '') return undefined; // no parameters: the usual case
     const parsed = parseParameters(text);
     if (!parsed.ok) return reply('SyntaxError', `bad parameter ${parsed.keyword}`);
     for (const [key, value] of parsed.params) {
@@ -877,7 +881,13 @@ export class Protocol {
   }
 
   private generateId(): string {
-    return `${this.now().toString(36).toUpperCase()}${(++this.idCounter).toString(36).toUpperCase()}`;
+    // Time, then a counter, in upper-case base 36; the time part is rendered once per millisecond.
+    const now = this.now();
+    if (now !== this.idTime) {
+      this.idTime = now;
+      this.idPrefix = now.toString(36).toUpperCase();
+    }
+    return this.idPrefix + base36(++this.idCounter);
   }
 
   // ---- Hooks for extensions -------------------------------------------------------------------
@@ -1115,7 +1125,8 @@ export class Protocol {
     const disabled = this.disabledCommands;
     if (disabled === undefined) return false;
     const list = typeof disabled === 'function' ? disabled(this.session) : disabled;
-    return list.some((name) => name.toUpperCase() === verb);
+    for (const name of list) if (name.toUpperCase() === verb) return true;
+    return false;
   }
 
   private knownVerbs(): string[] {
@@ -1158,3 +1169,15 @@ function redactAuth(command: Command): string {
 }
 
 export type { ReplyId };
+
+const BASE36 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** A non-negative integer in upper-case base 36 (Number#toString(36) goes through floating point). */
+function base36(value: number): string {
+  let out = '';
+  do {
+    out = BASE36[value % 36] + out;
+    value = Math.floor(value / 36);
+  } while (value > 0);
+  return out;
+}

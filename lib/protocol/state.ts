@@ -102,3 +102,6 @@ export function readsCommands(state: State): boolean {
 export function isIdentified(state: State): boolean {
   return IDENTIFIED.includes(state);
 }
+
+/** TRANSITIONS as a Map: a lookup per command by a verb string made at run time (no internalizing). */
+export const TRANSITION_RULES: ReadonlyMap<string, CommandRule> = new Map(Object.entries(TRANSITIONS));
