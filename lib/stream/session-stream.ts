@@ -91,6 +91,8 @@ export class SmtpSessionStream extends Duplex {
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = 0;
+  /** When the client was last heard from (Date.now()), for the silence timer. */
+  private lastActivity = 0;
   /** `protocol.replyCount` when the idle timer was last restarted: more means a command completed. */
   private repliesAtTouch = 0;
   /** The running timer is the idle/DATA one (not the proxy or TLS handshake one). */
@@ -543,30 +545,58 @@ export class SmtpSessionStream extends Duplex {
 
   // ---- Timers --------------------------------------------------------------------------------
 
-  /** Client activity: restart the idle (or DATA) timer; refreshing the running one when it fits. */
+  /**
+   * Client activity: restart the silence clock. One timer serves both limits: it runs for the
+   * shorter of the idle and DATA timeouts and is only refreshed per chunk (no new Timeout as a
+   * session moves in and out of DATA); when it fires, the limit of the current state decides.
+   */
   private touch(): void {
     if (this.closing || this.tlsLayer?.established === false) return;
     const inText = this.protocol.state === State.Data || this.protocol.state === State.Bdat;
-    const timeout = inText
-      ? (this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout)
-      : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
     // A command trickling in (slowloris) does not restart the clock: the whole line must arrive
     // within the idle timeout after the previous reply.
     const progressed = this.protocol.replyCount !== this.repliesAtTouch;
     const partialCommand = !inText && this.protocol.bufferedInput > 0 && !progressed;
     if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
     this.repliesAtTouch = this.protocol.replyCount;
-    if (this.timer !== undefined && this.timerIsIdle && this.timerMs === timeout) {
-      this.timer.refresh(); // no new Timeout object per chunk
+    this.lastActivity = Date.now();
+    const period = this.silencePeriod();
+    if (this.timer !== undefined && this.timerIsIdle && this.timerMs === period) {
+      this.timer.refresh();
       return;
     }
-    this.arm(timeout, this.onTimeout);
+    this.arm(period, this.onTimeout);
     this.timerIsIdle = this.timer !== undefined;
+  }
+
+  /** The silence allowed now: the DATA timeout inside message text, else the idle timeout. */
+  private silenceLimit(): number {
+    const inText = this.protocol.state === State.Data || this.protocol.state === State.Bdat;
+    const limit = inText
+      ? (this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout)
+      : (this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout);
+    return limit > 0 && Number.isFinite(limit) ? limit : Infinity;
+  }
+
+  /** How often the silence is checked: the shorter of the two limits that are set. */
+  private silencePeriod(): number {
+    const idle = this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout;
+    const data = this.options.dataTimeout ?? STREAM_DEFAULTS.dataTimeout;
+    const valid = (ms: number): number => (ms > 0 && Number.isFinite(ms) ? ms : Infinity);
+    return Math.min(valid(idle), valid(data));
   }
 
   private readonly onTimeout = (): void => {
     // Waiting for our own hooks is not the client's silence.
     if (this.protocol.busy) return this.touch();
+    const silent = Date.now() - this.lastActivity;
+    const limit = this.silenceLimit();
+    if (silent + 1 < limit) {
+      // The clock ran for the shorter limit but this state allows more: wait for the rest.
+      this.arm(limit === Infinity ? this.silencePeriod() : limit - silent, this.onTimeout);
+      this.timerIsIdle = this.timer !== undefined;
+      return;
+    }
     this.refuse('Timeout');
   };
 

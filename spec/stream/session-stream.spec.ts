@@ -699,6 +699,42 @@ describe('timers', () => {
     expect(finalReplies(client.text).at(-1)).toMatch(/^421 4\.4\.2/);
   });
 
+  test('a short DATA timeout does not cut a command-state silence that the idle timeout allows', async () => {
+    // One timer serves both limits (it runs for the shorter); the state's own limit decides.
+    const { session, client } = memorySession({ idleTimeout: 400, dataTimeout: 100 });
+    session.on('message', (message: SmtpMessage) => message.accept('first'));
+    client.write(crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'x', '.'));
+    await client.waitFor('queued as first', 1000);
+    const afterMessage = Date.now();
+    await sleep(250); // past the DATA limit, within the idle one
+    expect(client.text).not.toContain('421');
+    client.write('MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n');
+    await client.waitFor('354', 1000);
+    const inText = Date.now();
+    await client.waitForEnd(1000);
+    expect(finalReplies(client.text).at(-1)).toBe(`421 4.4.2 ${HOST} Error: timeout exceeded`);
+    expect(Date.now() - inText).toBeLessThan(350); // the DATA limit (100 ms), not the idle one
+    expect(inText - afterMessage).toBeGreaterThanOrEqual(240);
+  });
+
+  test('a long DATA timeout outlasts a shorter idle timeout inside the text', async () => {
+    const { session, client } = memorySession({ idleTimeout: 100, dataTimeout: 400 });
+    session.on('message', async (message: SmtpMessage) => {
+      await message.buffer();
+      message.accept('slow-text');
+    });
+    client.write(crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'part one'));
+    await client.waitFor('354', 1000);
+    await sleep(250); // silent inside the text: past the idle limit, within the DATA one
+    expect(client.text).not.toContain('421');
+    client.write(crlf('part two', '.'));
+    await client.waitFor('queued as slow-text', 1000);
+    const answered = Date.now();
+    await client.waitForEnd(1000); // back in command state: the idle limit again
+    expect(Date.now() - answered).toBeLessThan(350);
+    expect(finalReplies(client.text).at(-1)).toBe(`421 4.4.2 ${HOST} Error: timeout exceeded`);
+  });
+
   test('the defaults are RFC 5321 §4.5.3.2 values', () => {
     expect(STREAM_DEFAULTS.idleTimeout).toBe(300_000);
     expect(STREAM_DEFAULTS.dataTimeout).toBe(180_000);
