@@ -111,7 +111,8 @@ function parseMailbox(text: string, allowPostmaster: boolean): ParsedPath | Path
   if (allowPostmaster && text.toLowerCase() === 'postmaster') {
     return { address: text, localPart: text, domain: '', nonAscii: false };
   }
-  const at = text.lastIndexOf('@');
+  let at = text.length - 1; // the last '@' (a quoted local part may hold others)
+  while (at >= 0 && text.charCodeAt(at) !== 0x40) at--;
   if (at <= 0) return 'syntax';
   const localPart = text.slice(0, at);
   const domain = text.slice(at + 1);

@@ -72,7 +72,7 @@ const UNUSUAL_BYTE = /[\x00-\x08\x0a-\x1f\x7f-\xff]/;
 
 /** Looks like the first line of an HTTP request: a cross-protocol attempt (Postfix, smtp-server). */
 export function isHttpRequestLine(verb: string, args: string): boolean {
-  return HTTP_VERBS.has(verb) && / HTTP\/\d(\.\d)?$/i.test(args);
+  return args.length >= 7 && HTTP_VERBS.has(verb) && / HTTP\/\d(\.\d)?$/i.test(args);
 }
 
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH', 'TRACE']);

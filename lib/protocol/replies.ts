@@ -121,18 +121,19 @@ export const REPLIES = {
 export type ReplyId = keyof typeof REPLIES;
 type ArgsOf<T> = T extends { text: (...args: infer A) => unknown } ? A : [];
 
-const cached = new Map<ReplyId, Reply>();
+const cached = new Map<string, Reply>();
+// A Map, not `REPLIES[id]`: one lookup site seeing every id would be a megamorphic property load.
+const SPECS: ReadonlyMap<string, ReplySpec> = new Map(Object.entries(REPLIES));
 
 /** Builds the reply `id` of the table, with the arguments its text takes. Static replies are shared. */
 export function reply<K extends ReplyId>(id: K, ...args: ArgsOf<(typeof REPLIES)[K]>): Reply {
-  const spec: ReplySpec = REPLIES[id];
+  const hit = cached.get(id);
+  if (hit !== undefined) return hit;
+  const spec = SPECS.get(id) as ReplySpec;
   if (typeof spec.text === 'string') {
-    let hit = cached.get(id);
-    if (hit === undefined) {
-      hit = new Reply(spec.code, spec.text, spec.enhanced, id);
-      cached.set(id, hit);
-    }
-    return hit;
+    const shared = new Reply(spec.code, spec.text, spec.enhanced, id);
+    cached.set(id, shared);
+    return shared;
   }
   const text = (spec.text as (...a: unknown[]) => string | string[])(...args);
   return new Reply(spec.code, text, spec.enhanced, id);
