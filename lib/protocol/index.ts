@@ -1,5 +1,5 @@
 export { Protocol, DEFAULTS } from './protocol';
-export type { ProtocolOptions, RunResult, ParseResult } from './protocol';
+export type { ProtocolOptions, RunResult, TextRunResult, ParseResult } from './protocol';
 export { State, TRANSITIONS } from './state';
 export { Reply, isReply } from './reply';
 export { REPLIES, reply } from './replies';

@@ -64,6 +64,13 @@ export interface RunResult {
   action: 'starttls' | 'close' | null;
 }
 
+/** `runText()`'s answer: `run()`'s, with the replies as text (to be sent UTF-8 encoded). */
+export interface TextRunResult {
+  output: string | null;
+  pending: Promise<void> | null;
+  action: 'starttls' | 'close' | null;
+}
+
 /** `parse()`'s answer, in the spirit of MailHog's `Parse(buf) (rest, reply)`. */
 export interface ParseResult<T extends string | Buffer> {
   rest: T;
@@ -328,6 +335,17 @@ export class Protocol {
     const action = this.action;
     if (action === 'starttls') this.action = null;
     return { output: this.renderReplies(), pending: this.waiting, action };
+  }
+
+  /**
+   * `run()` with the replies as a string, for drivers that write text to their connection (no
+   * Buffer per batch; `socket.write(text)` encodes it as UTF-8).
+   */
+  runText(): TextRunResult {
+    this.pump();
+    const action = this.action;
+    if (action === 'starttls') this.action = null;
+    return { output: this.renderText(), pending: this.waiting, action };
   }
 
   /** Bytes queued and not yet processed. */
@@ -1040,12 +1058,18 @@ export class Protocol {
   }
 
   private renderReplies(): Buffer | null {
-    if (this.replies.length === 0) return null;
+    const text = this.renderText();
+    return text === null ? null : Buffer.from(text, 'utf8');
+  }
+
+  private renderText(): string | null {
+    const { replies } = this;
+    if (replies.length === 0) return null;
     const enhanced = this.enhancedStatusCodes;
-    let text = '';
-    for (const answer of this.replies) text += answer.render(enhanced);
-    this.replies.length = 0;
-    return Buffer.from(text, 'utf8');
+    let text = replies[0].render(enhanced);
+    for (let i = 1; i < replies.length; i++) text += replies[i].render(enhanced);
+    replies.length = 0;
+    return text;
   }
 
   /** Runs `next` with the value now, or once the Promise settles (stopping all input meanwhile). */

@@ -102,6 +102,9 @@ export class SmtpSessionStream extends Duplex {
   private connection: AttachableConnection | undefined;
   /** A chunk from the attached connection is held by the core (the connection is paused). */
   private inputHeld = false;
+  /** Someone listens to `input` / `output`: only then are those events emitted (they cost per chunk). */
+  private inputTapped = false;
+  private outputTapped = false;
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
@@ -152,7 +155,9 @@ export class SmtpSessionStream extends Duplex {
   private installHook(event: string | symbol): void {
     const { protocol, options } = this;
     if (protocol === undefined) return; // listeners added by the Duplex constructor
-    if (event === 'message' && options.messageReceivedHandler === undefined) {
+    if (event === 'input') this.inputTapped = true;
+    else if (event === 'output') this.outputTapped = true;
+    else if (event === 'message' && options.messageReceivedHandler === undefined) {
       protocol.messageReceivedHandler = (incoming) => this.dispatchMessage(incoming);
     } else if (event === 'auth' && options.validateAuthenticationHandler === undefined) {
       protocol.validateAuthenticationHandler = (credentials, session) =>
@@ -262,7 +267,7 @@ export class SmtpSessionStream extends Duplex {
   }
 
   /** Bytes to the client (cleartext or TLS records); false when the reader wants a pause. */
-  private sendRaw(bytes: Buffer): boolean {
+  private sendRaw(bytes: Buffer | string): boolean {
     if (this.connection !== undefined) return this.connection.write(bytes);
     return this.push(bytes);
   }
@@ -315,7 +320,7 @@ export class SmtpSessionStream extends Duplex {
 
   private feed(chunk: Buffer, callback: (error?: Error | null) => void): void {
     if (!this.greeted) this.greet();
-    this.emit('input', chunk);
+    if (this.inputTapped) this.emit('input', chunk);
     this.touch();
     this.protocol.receive(chunk);
     this.heldCallback = callback;
@@ -327,7 +332,8 @@ export class SmtpSessionStream extends Duplex {
     if (this.destroyed) return;
     this.running = true;
     for (;;) {
-      const result = this.protocol.run();
+      // Replies as text unless an `output` listener wants Buffers: no Buffer per batch to write.
+      const result = this.outputTapped ? this.protocol.run() : this.protocol.runText();
       if (result.output !== null) this.sendCleartext(result.output);
       if (result.action === 'close') {
         this.running = false;
@@ -367,8 +373,9 @@ export class SmtpSessionStream extends Duplex {
     callback?.();
   }
 
-  private sendCleartext(bytes: Buffer): void {
-    this.emit('output', bytes);
+  private sendCleartext(bytes: Buffer | string): void {
+    if (this.outputTapped)
+      this.emit('output', typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes);
     if (this.tlsLayer?.established) {
       // A client that does not read replies must stop us under TLS too (resumed on 'drain').
       if (!this.tlsLayer.socket.write(bytes)) this.outputBlocked = true;
@@ -434,7 +441,7 @@ export class SmtpSessionStream extends Duplex {
     });
     socket.on('data', (cleartext: Buffer) => {
       if (this.closing) return;
-      this.emit('input', cleartext);
+      if (this.inputTapped) this.emit('input', cleartext);
       this.touch();
       this.protocol.receive(cleartext);
       if (!this.running) this.drive();
