@@ -553,9 +553,11 @@ export class SmtpSessionStream extends Duplex {
   // ---- Timers --------------------------------------------------------------------------------
 
   /**
-   * Client activity: restart the silence clock. One timer serves both limits: it runs for the
-   * shorter of the idle and DATA timeouts and is only refreshed per chunk (no new Timeout as a
-   * session moves in and out of DATA); when it fires, the limit of the current state decides.
+   * Client activity: restart the silence clock. Per chunk that is one `Date.now()`: the timer is
+   * not touched. It runs for at most the shorter of the idle and DATA timeouts; when it fires it
+   * measures the silence against the current state's limit and, short of it, waits for the rest.
+   * (It can never fire late: a switch to the shorter limit needs client input, which comes after
+   * the timer was armed, so the new deadline is after the timer's.)
    */
   private touch(): void {
     if (this.closing || this.tlsLayer?.established === false) return;
@@ -567,12 +569,8 @@ export class SmtpSessionStream extends Duplex {
     if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
     this.repliesAtTouch = this.protocol.replyCount;
     this.lastActivity = Date.now();
-    const period = this.silencePeriod();
-    if (this.timer !== undefined && this.timerIsIdle && this.timerMs === period) {
-      this.timer.refresh();
-      return;
-    }
-    this.arm(period, this.onTimeout);
+    if (this.timer !== undefined && this.timerIsIdle) return;
+    this.arm(this.silencePeriod(), this.onTimeout);
     this.timerIsIdle = this.timer !== undefined;
   }
 
@@ -594,13 +592,14 @@ export class SmtpSessionStream extends Duplex {
   }
 
   private readonly onTimeout = (): void => {
+    const now = Date.now();
     // Waiting for our own hooks is not the client's silence.
-    if (this.protocol.busy) return this.touch();
-    const silent = Date.now() - this.lastActivity;
+    if (this.protocol.busy) this.lastActivity = now;
+    const silent = now - this.lastActivity;
     const limit = this.silenceLimit();
     if (silent + 1 < limit) {
-      // The clock ran for the shorter limit but this state allows more: wait for the rest.
-      this.arm(limit === Infinity ? this.silencePeriod() : limit - silent, this.onTimeout);
+      // Activity since the timer was armed, or a state with a longer limit: wait for the rest.
+      this.arm(Math.min(limit - silent, this.silencePeriod()), this.onTimeout);
       this.timerIsIdle = this.timer !== undefined;
       return;
     }
