@@ -108,7 +108,7 @@ function parseMailbox(text: string, allowPostmaster: boolean): ParsedPath | Path
   if (text === '') return 'syntax';
   const nonAscii = NON_ASCII.test(text);
   if (octets(text, nonAscii) > 256 - 2) return 'too-long';
-  if (allowPostmaster && text.toLowerCase() === 'postmaster') {
+  if (allowPostmaster && text.length === 10 && text.toLowerCase() === 'postmaster') {
     return { address: text, localPart: text, domain: '', nonAscii: false };
   }
   let at = text.length - 1; // the last '@' (a quoted local part may hold others)

@@ -182,7 +182,7 @@ export class Framer {
         this.partsLength = 0;
         if (this.discarded > this.limits.hardLineCap) {
           this.discarded = -1;
-          return { type: FrameType.Overflow };
+          return OVERFLOW;
         }
         return undefined;
       }
@@ -214,7 +214,7 @@ export class Framer {
   private nextChunk(): Frame | undefined {
     if (this.chunkLeft === 0) {
       this.mode = Mode.Lines;
-      return { type: FrameType.BodyEnd };
+      return BODY_END;
     }
     const available = this.buf.length - this.pos;
     if (available === 0) return undefined;
@@ -323,7 +323,7 @@ export class Framer {
     this.pos = consumedTo;
     this.mode = Mode.Lines;
     this.dataState = DataState.LineStart;
-    return { type: FrameType.BodyEnd };
+    return BODY_END;
   }
 }
 
@@ -349,3 +349,7 @@ function joinCuts(buf: Buffer, cuts: number[], heldCr: boolean): Buffer | undefi
   }
   return length === out.length ? out : out.subarray(0, length);
 }
+
+// Frames without data are shared (one object fewer per message).
+const BODY_END: Frame = Object.freeze({ type: FrameType.BodyEnd });
+const OVERFLOW: Frame = Object.freeze({ type: FrameType.Overflow });

@@ -1,5 +1,5 @@
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
-import { parsePathArgument, parseParameters, type ParsedPath } from './address';
+import { parsePathArgument, parseParameters, type ParsedPath, type PathOptions } from './address';
 import { MessageBody } from './body';
 import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
 import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
@@ -618,11 +618,10 @@ export class Protocol {
 
   private mail(command: Command): void {
     if (this.requireAuth && this.session.user === undefined) return this.emit(reply('AuthRequired'));
-    const parsed = parsePathArgument(command.args, {
-      keyword: 'FROM',
-      strict: this.rejectBrokenMailSyntax,
-      utf8: true,
-    });
+    const parsed = parsePathArgument(
+      command.args,
+      this.rejectBrokenMailSyntax ? MAIL_PATH_STRICT : MAIL_PATH_LENIENT,
+    );
     if (!parsed.ok) return this.emit(reply('BadSenderSyntax'));
     const envelope: Envelope = {
       mailFrom: { address: parsed.path.address, params: {} },
@@ -661,11 +660,10 @@ export class Protocol {
       // Not counted as an error: a pipelining client sends the rest later (§4.5.3.1.10; Postfix too).
       return this.emit(reply('TooManyRecipients'), false);
     }
-    const parsed = parsePathArgument(command.args, {
-      keyword: 'TO',
-      strict: this.rejectBrokenRcptSyntax,
-      utf8: envelope.smtputf8,
-    });
+    const parsed = parsePathArgument(
+      command.args,
+      RCPT_PATH[(this.rejectBrokenRcptSyntax ? 2 : 0) + (envelope.smtputf8 ? 1 : 0)],
+    );
     if (!parsed.ok)
       return this.emit(reply(parsed.problem === 'non-ascii' ? 'NonAsciiAddress' : 'BadRecipientSyntax'));
     const recipient: Envelope['rcptTo'][number] = { address: parsed.path.address, params: {} };
@@ -1193,6 +1191,16 @@ function redactAuth(command: Command): string {
 }
 
 export type { ReplyId };
+
+// The four ways of reading a path, made once (not an options object per MAIL and RCPT).
+const MAIL_PATH_LENIENT: PathOptions = { keyword: 'FROM', strict: false, utf8: true };
+const MAIL_PATH_STRICT: PathOptions = { keyword: 'FROM', strict: true, utf8: true };
+const RCPT_PATH: readonly PathOptions[] = [
+  { keyword: 'TO', strict: false, utf8: false },
+  { keyword: 'TO', strict: false, utf8: true },
+  { keyword: 'TO', strict: true, utf8: false },
+  { keyword: 'TO', strict: true, utf8: true },
+];
 
 const BASE36 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
