@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 /** One small message's two files, written and renamed into place by the writer thread. */
@@ -23,7 +24,6 @@ interface JobDone {
 // then `.eml` renamed before `.json`; on failure nothing of the message is left.
 const WORKER_SOURCE = `
 const fs = require('node:fs');
-const path = require('node:path');
 const { parentPort } = require('node:worker_threads');
 
 function writeNew(file, data, fsync) {
@@ -37,32 +37,36 @@ function writeNew(file, data, fsync) {
   }
 }
 
-parentPort.on('message', (job) => {
-  const emlTemp = path.join(job.dir, '.' + job.id + '.eml.tmp');
-  const jsonTemp = path.join(job.dir, '.' + job.id + '.json.tmp');
-  const eml = path.join(job.dir, job.id + '.eml');
+function store(job) {
+  // job.dir ends with the separator (see write()): plain concatenation, no path.join per file.
+  const emlTemp = job.dir + '.' + job.id + '.eml.tmp';
+  const jsonTemp = job.dir + '.' + job.id + '.json.tmp';
+  const eml = job.dir + job.id + '.eml';
   try {
     writeNew(emlTemp, job.eml, job.fsync);
     writeNew(jsonTemp, Buffer.from(job.json), job.fsync);
     fs.renameSync(emlTemp, eml);
-    fs.renameSync(jsonTemp, path.join(job.dir, job.id + '.json'));
+    fs.renameSync(jsonTemp, job.dir + job.id + '.json');
     if (job.fsync) {
       const fd = fs.openSync(job.dir, 'r');
       try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
     }
-    parentPort.postMessage({ job: job.job });
+    return { job: job.job };
   } catch (error) {
     for (const file of [emlTemp, jsonTemp, eml]) {
       try { fs.rmSync(file, { force: true }); } catch {}
     }
-    parentPort.postMessage({ job: job.job, error: { message: error.message, code: error.code } });
+    return { job: job.job, error: { message: error.message, code: error.code } };
   }
-});
+}
+
+// Jobs come in batches and their outcomes go back as one: one wake-up per batch each way.
+parentPort.on('message', (jobs) => parentPort.postMessage(jobs.map(store)));
 `;
 
 /**
  * Writes small messages from one worker thread with synchronous file calls: one message to the
- * thread and one back per stored message, instead of eight round trips through libuv's thread
+ * thread and one back per batch of stored messages, instead of eight round trips through libuv's thread
  * pool (open, write, close for each file, two renames). Measured on tmpfs: ~100 µs of CPU per
  * 1 KB message against ~180 µs with `fs.promises`. The event loop never waits on the disk.
  */
@@ -78,10 +82,31 @@ export class SmallFileWriter {
     const job = this.nextJob++;
     return new Promise<void>((resolve, reject) => {
       this.pending.set(job, { resolve, reject });
-      const message: Job = { ...files, job };
-      worker.postMessage(message);
+      this.batch.push({
+        dir: files.dir.endsWith(path.sep) ? files.dir : files.dir + path.sep,
+        id: files.id,
+        eml: files.eml,
+        json: files.json,
+        fsync: files.fsync,
+        job,
+      });
+      // Sent after this turn's I/O callbacks: messages finished together travel together.
+      if (this.batch.length === 1) setImmediate(this.send, worker);
     });
   }
+
+  private batch: Job[] = [];
+
+  private readonly send = (worker: Worker): void => {
+    const jobs = this.batch;
+    this.batch = [];
+    if (this.worker === worker) worker.postMessage(jobs);
+    // The thread died meanwhile: these jobs were never sent; the next write starts another.
+    else {
+      const message = this.closed ? 'file writer closed' : 'file writer stopped';
+      for (const job of jobs) this.settle({ job: job.job, error: { message } });
+    }
+  };
 
   /** Starts the thread now rather than at the first message (a server's resources, made at start). */
   prepare(): void {
@@ -100,14 +125,8 @@ export class SmallFileWriter {
   private start(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.unref(); // an idle writer never keeps the process alive
-    worker.on('message', (done: JobDone) => {
-      const waiter = this.pending.get(done.job);
-      if (waiter === undefined) return;
-      this.pending.delete(done.job);
-      if (done.error === undefined) return waiter.resolve();
-      const error: NodeJS.ErrnoException = new Error(done.error.message);
-      if (done.error.code !== undefined) error.code = done.error.code;
-      waiter.reject(error);
+    worker.on('message', (outcomes: JobDone[]) => {
+      for (const done of outcomes) this.settle(done);
     });
     // A thread that dies takes its jobs with it (they answer 451); the next write starts another.
     const lost = (error: Error): void => {
@@ -118,6 +137,16 @@ export class SmallFileWriter {
     worker.on('exit', (code) => lost(new Error(`file writer exited with code ${code}`)));
     this.worker = worker;
     return worker;
+  }
+
+  private settle(done: JobDone): void {
+    const waiter = this.pending.get(done.job);
+    if (waiter === undefined) return;
+    this.pending.delete(done.job);
+    if (done.error === undefined) return waiter.resolve();
+    const error: NodeJS.ErrnoException = new Error(done.error.message);
+    if (done.error.code !== undefined) error.code = done.error.code;
+    waiter.reject(error);
   }
 
   private failAll(error: Error): void {

@@ -46,8 +46,8 @@ export async function storeMessage(
   options: StoreOptions = {},
 ): Promise<EnvelopeRecord> {
   const id = nextMessageId();
-  const emlTemp = path.join(dir, `.${id}.eml.tmp`);
-  const jsonTemp = path.join(dir, `.${id}.json.tmp`);
+  const emlTemp = `${dir}${path.sep}.${id}.eml.tmp`;
+  const jsonTemp = `${dir}${path.sep}.${id}.json.tmp`;
   try {
     // Small messages (most mail) are gathered in memory, so both files can be written at once;
     // a message that outgrows BATCH is streamed to its file from then on.

@@ -56,8 +56,9 @@ describe('SmallFileWriter', () => {
 
   it('fails pending and later writes once closed', async () => {
     const pending = writer.write({ dir, id: 'P', eml: Buffer.alloc(1 << 20), json: '{}', fsync: true });
+    const failed = expect(pending).rejects.toThrow(/closed|exited/);
     await writer.close();
-    await expect(pending).rejects.toThrow(/closed|exited/);
+    await failed;
     await expect(
       writer.write({ dir, id: 'Q', eml: Buffer.from('q'), json: '{}', fsync: false }),
     ).rejects.toThrow('file writer closed');
