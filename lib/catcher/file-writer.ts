@@ -90,23 +90,22 @@ export class SmallFileWriter {
         fsync: files.fsync,
         job,
       });
-      // Sent after this turn's I/O callbacks: messages finished together travel together.
-      if (this.batch.length === 1) setImmediate(this.send, worker);
+      // An idle thread gets the job now; a busy one gets everything that queued meanwhile as one
+      // batch when it answers (no added latency when idle, one wake-up per batch under load).
+      if (!this.busy) this.send(worker);
     });
   }
 
   private batch: Job[] = [];
+  /** A batch is with the thread. */
+  private busy = false;
 
-  private readonly send = (worker: Worker): void => {
+  private send(worker: Worker): void {
     const jobs = this.batch;
     this.batch = [];
-    if (this.worker === worker) worker.postMessage(jobs);
-    // The thread died meanwhile: these jobs were never sent; the next write starts another.
-    else {
-      const message = this.closed ? 'file writer closed' : 'file writer stopped';
-      for (const job of jobs) this.settle({ job: job.job, error: { message } });
-    }
-  };
+    this.busy = true;
+    worker.postMessage(jobs);
+  }
 
   /** Starts the thread now rather than at the first message (a server's resources, made at start). */
   prepare(): void {
@@ -126,11 +125,15 @@ export class SmallFileWriter {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.unref(); // an idle writer never keeps the process alive
     worker.on('message', (outcomes: JobDone[]) => {
+      this.busy = false;
+      if (this.batch.length > 0 && this.worker === worker) this.send(worker);
       for (const done of outcomes) this.settle(done);
     });
     // A thread that dies takes its jobs with it (they answer 451); the next write starts another.
     const lost = (error: Error): void => {
       if (this.worker === worker) this.worker = undefined;
+      this.busy = false;
+      this.batch = [];
       this.failAll(error);
     };
     worker.on('error', lost);

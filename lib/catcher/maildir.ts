@@ -56,7 +56,7 @@ export async function storeMessage(
     const json = JSON.stringify(record, null, 2) + '\n';
     if (file === undefined && options.writer !== undefined) {
       // The client left before it could be told 250: keep nothing, so its retry is no duplicate.
-      message.signal.throwIfAborted();
+      if (message.aborted ?? message.signal.aborted) message.signal.throwIfAborted();
       const eml = head.length === 1 ? head[0] : Buffer.concat(head, size);
       await options.writer.write({ dir, id, eml, json, fsync: options.fsync === true });
       return record;

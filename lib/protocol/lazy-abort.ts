@@ -5,19 +5,24 @@
 export class LazyAbort {
   private controller: AbortController | undefined;
   private reason: unknown;
-  private aborted = false;
+  private abortedFlag = false;
+
+  /** The signal's `aborted`, without making the signal. */
+  get aborted(): boolean {
+    return this.abortedFlag;
+  }
 
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.reason);
+      if (this.abortedFlag) this.controller.abort(this.reason);
     }
     return this.controller.signal;
   }
 
   abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
+    if (this.abortedFlag) return;
+    this.abortedFlag = true;
     this.reason = reason;
     this.controller?.abort(reason);
   }

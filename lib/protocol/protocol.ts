@@ -774,6 +774,9 @@ export class Protocol {
         get signal() {
           return message.controller.signal;
         },
+        get aborted() {
+          return message.controller.aborted;
+        },
       }),
     );
     // Once the hook has answered, text nobody reads is drained (a claimed body keeps flowing).

@@ -42,7 +42,6 @@ export class SmtpMessage {
   readonly envelope: Envelope;
   readonly session: SessionInfo;
   readonly body: Readable;
-  readonly signal: AbortSignal;
   /** @internal */
   readonly decision = new Decision<MessageResult>();
   private readonly incoming: IncomingMessage;
@@ -51,8 +50,17 @@ export class SmtpMessage {
     this.incoming = incoming;
     this.envelope = incoming.envelope;
     this.session = incoming.session;
-    this.signal = incoming.signal;
     this.body = new MessageBodyStream(incoming.body);
+  }
+
+  /** Fires when the client goes away or the message can no longer be accepted (made on first use). */
+  get signal(): AbortSignal {
+    return this.incoming.signal;
+  }
+
+  /** `signal.aborted` without making the signal. */
+  get aborted(): boolean {
+    return this.incoming.aborted ?? this.incoming.signal.aborted;
   }
 
   /** Accept: `250 2.0.0 Ok: queued as <id>` (an id is generated when none is given). */

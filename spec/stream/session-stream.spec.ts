@@ -686,6 +686,22 @@ describe('timers', () => {
     expect(session.session.transactionCount).toBe(0);
   });
 
+  test('message.aborted turns true when the session ends, like its signal', async () => {
+    const { session, client } = memorySession({ idleTimeout: 5000, dataTimeout: 150 });
+    const seen: boolean[] = [];
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    session.on('message', async (message: SmtpMessage) => {
+      seen.push(message.aborted);
+      await message.buffer().catch(() => undefined); // fails: the DATA timeout ends the session
+      seen.push(message.aborted, message.signal.aborted);
+      done();
+    });
+    client.write(crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'text'));
+    await finished;
+    expect(seen).toEqual([false, true, true]);
+  });
+
   test('waiting for a slow listener is not client silence', async () => {
     const { session, client } = memorySession({ idleTimeout: 100, dataTimeout: 100 });
     session.on('message', async (message: SmtpMessage) => {
