@@ -246,7 +246,7 @@ export class Framer {
     if (p >= end) return undefined;
     let emitFrom = p;
     // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line).
-    const cuts = this.cuts;
+    const cuts = CUTS; // nextText runs to completion before anyone else can use it
     cuts.length = 0;
     const keep = (from: number, to: number): void => {
       if (from < to) cuts.push(from, to);
@@ -316,9 +316,6 @@ export class Framer {
     return chunk === undefined ? undefined : { type: FrameType.Body, chunk };
   }
 
-  /** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, reused. */
-  private readonly cuts: number[] = [];
-
   private finishText(consumedTo: number): Frame {
     this.pos = consumedTo;
     this.mode = Mode.Lines;
@@ -349,6 +346,9 @@ function joinCuts(buf: Buffer, cuts: number[], heldCr: boolean): Buffer | undefi
   }
   return length === out.length ? out : out.subarray(0, length);
 }
+
+/** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, shared by all framers. */
+const CUTS: number[] = [];
 
 // Frames without data are shared (one object fewer per message).
 const BODY_END: Frame = Object.freeze({ type: FrameType.BodyEnd });

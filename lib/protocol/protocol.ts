@@ -195,9 +195,6 @@ export class Protocol {
   private authFailures = 0;
   private commandsBeforeHelo = 0;
   private shutdownRequested = false;
-  private idCounter = 0;
-  private idTime = -1;
-  private idPrefix = '';
 
   constructor(options: ProtocolOptions = {}) {
     this.hostname = options.hostname ?? DEFAULTS.hostname;
@@ -902,11 +899,11 @@ export class Protocol {
   private generateId(): string {
     // Time, then a counter, in upper-case base 36; the time part is rendered once per millisecond.
     const now = this.now();
-    if (now !== this.idTime) {
-      this.idTime = now;
-      this.idPrefix = now.toString(36).toUpperCase();
+    if (now !== idTime) {
+      idTime = now;
+      idPrefix = now.toString(36).toUpperCase();
     }
-    return this.idPrefix + base36(++this.idCounter);
+    return idPrefix + base36(++idCounter);
   }
 
   // ---- Hooks for extensions -------------------------------------------------------------------
@@ -1204,6 +1201,12 @@ const RCPT_PATH: readonly PathOptions[] = [
   { keyword: 'TO', strict: true, utf8: false },
   { keyword: 'TO', strict: true, utf8: true },
 ];
+
+// Generated ids: the time, rendered once per millisecond, then a counter of the whole process
+// (per-session counters would give two sessions the same id within a millisecond).
+let idCounter = 0;
+let idTime = -1;
+let idPrefix = '';
 
 const BASE36 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 

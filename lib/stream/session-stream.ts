@@ -568,7 +568,7 @@ export class SmtpSessionStream extends Duplex {
     const partialCommand = !inText && this.protocol.bufferedInput > 0 && !progressed;
     if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
     this.repliesAtTouch = this.protocol.replyCount;
-    this.lastActivity = Date.now();
+    this.lastActivity = Date.now() - CLOCK_ORIGIN;
     if (this.timer !== undefined && this.timerIsIdle) return;
     this.arm(this.silencePeriod(), this.onTimeout);
     this.timerIsIdle = this.timer !== undefined;
@@ -592,7 +592,7 @@ export class SmtpSessionStream extends Duplex {
   }
 
   private readonly onTimeout = (): void => {
-    const now = Date.now();
+    const now = Date.now() - CLOCK_ORIGIN;
     // Waiting for our own hooks is not the client's silence.
     if (this.protocol.busy) this.lastActivity = now;
     const silent = now - this.lastActivity;
@@ -622,6 +622,9 @@ export class SmtpSessionStream extends Duplex {
 }
 
 function noop(): void {}
+
+/** Times kept relative to the module's load: small integers stay unboxed (memory per session). */
+const CLOCK_ORIGIN = Date.now();
 
 function isThenable(value: unknown): value is Promise<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';

@@ -122,21 +122,26 @@ describe('messageReceivedHandler', () => {
   });
 
   test('returning nothing (sync or async) still queues under a generated id', async () => {
+    const ids: string[] = [];
     for (const hook of [() => undefined, async () => undefined, () => '']) {
       const p = make({ messageReceivedHandler: hook, now: () => 36 ** 3 });
-      expect(finals(await session(p, DATA_SCRIPT + DATA_SCRIPT.slice(13)))).toEqual([
-        expect.anything(),
+      const replies = finals(await session(p, DATA_SCRIPT + DATA_SCRIPT.slice(13)));
+      expect(replies.slice(1)).toEqual([
         '250 2.1.0 Sender a@x.test ok',
         '250 2.1.5 Recipient b@y.test ok',
         '354 End data with <CR><LF>.<CR><LF>',
-        '250 2.0.0 Ok: queued as 10001',
+        expect.stringMatching(/^250 2\.0\.0 Ok: queued as 1000[0-9A-Z]+$/),
         '250 2.1.0 Sender a@x.test ok',
         '250 2.1.5 Recipient b@y.test ok',
         '354 End data with <CR><LF>.<CR><LF>',
-        '250 2.0.0 Ok: queued as 10002',
+        expect.stringMatching(/^250 2\.0\.0 Ok: queued as 1000[0-9A-Z]+$/),
       ]);
+      ids.push(replies[4].slice(24), replies[8].slice(24));
       expect(p.session.transactionCount).toBe(2);
     }
+    // The time (base 36, "1000" here) then a counter of the whole process: unique across sessions
+    // even within one millisecond.
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   test('without a hook, messages are read, discarded and accepted', async () => {

@@ -254,7 +254,10 @@ describe('message listeners', () => {
     });
     client.write(prelude + 'q\r\n'.repeat(100_000) + '.\r\nNOOP\r\n');
     await client.waitForReplies(7, 4000);
-    expect(finalReplies(client.text).slice(5)).toEqual(['250 2.0.0 Ok: queued as Z1', '250 2.0.0 Ok']);
+    expect(finalReplies(client.text).slice(5)).toEqual([
+      expect.stringMatching(/^250 2\.0\.0 Ok: queued as Z[0-9A-Z]+$/),
+      '250 2.0.0 Ok',
+    ]);
   });
 
   test('a listener that throws: 451 4.3.0, and the session goes on', async () => {
