@@ -325,26 +325,26 @@ export class Framer {
 }
 
 /**
- * The kept ranges of `buf` as one Buffer: a view when there is one range, else one copy of the
- * whole span slid together over the removed dots with `copyWithin` (no view per range).
+ * The kept ranges of `buf` as one Buffer: a view when there is one range, else one joined copy,
+ * each range set in through a view. (Copying the whole span once and sliding the ranges together
+ * with copyWithin was ~10 % faster in-process but, allocating almost no JS objects, let V8 run its
+ * young-generation GC so rarely that dead 64 KB copies piled up: +14 MB of RSS instead of +7
+ * while a 512 MiB message streamed to disk.)
  */
 function joinCuts(buf: Buffer, cuts: number[], heldCr: boolean): Buffer | undefined {
   const pairs = cuts.length;
   if (pairs === 0) return heldCr ? LONE_CR : undefined;
   if (pairs === 2 && !heldCr) return buf.subarray(cuts[0], cuts[1]);
-  const first = cuts[0];
-  const prefix = heldCr ? 1 : 0;
-  const out = Buffer.allocUnsafe(prefix + cuts[pairs - 1] - first);
-  if (heldCr) out[0] = CR;
-  out.set(buf.subarray(first, cuts[pairs - 1]), prefix);
-  let length = prefix + cuts[1] - first;
-  for (let i = 2; i < pairs; i += 2) {
-    const from = prefix + cuts[i] - first;
-    const to = prefix + cuts[i + 1] - first;
-    out.copyWithin(length, from, to);
-    length += to - from;
+  let total = heldCr ? 1 : 0;
+  for (let i = 0; i < pairs; i += 2) total += cuts[i + 1] - cuts[i];
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  if (heldCr) out[at++] = CR;
+  for (let i = 0; i < pairs; i += 2) {
+    out.set(buf.subarray(cuts[i], cuts[i + 1]), at);
+    at += cuts[i + 1] - cuts[i];
   }
-  return length === out.length ? out : out.subarray(0, length);
+  return out;
 }
 
 /** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, shared by all framers. */
