@@ -210,7 +210,8 @@ async function benchData(Protocol, { size, label, messages, timeLimitMs, seed })
     return true;
   };
 
-  const warm = Math.max(2, Math.min(50, Math.floor(messages / 20)));
+  // Enough warm-up for V8 to optimise the hot paths; then long enough runs to average out noise.
+  const warm = Math.max(2, Math.min(200, Math.floor(messages / 10)));
   for (let i = 0; i < warm; i++) if (!(await one())) break;
   gc();
   bodyBytes = 0;
@@ -271,8 +272,8 @@ async function main() {
 
   const cases = [
     { size: 1024, label: '1 KB', messages: Math.round(20000 * scale) },
-    { size: 100 * 1024, label: '100 KB', messages: Math.round(2000 * scale) },
-    { size: 10 * 1024 * 1024, label: '10 MB', messages: Math.max(3, Math.round(30 * scale)) },
+    { size: 100 * 1024, label: '100 KB', messages: Math.round(5000 * scale) },
+    { size: 10 * 1024 * 1024, label: '10 MB', messages: Math.max(3, Math.round(60 * scale)) },
   ];
   for (const c of cases) {
     const r = await benchData(Protocol, { ...c, timeLimitMs, seed: 42 }).catch((err) => ({

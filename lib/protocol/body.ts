@@ -112,21 +112,39 @@ export class MessageBody implements AsyncIterable<Buffer> {
     return this.discarding;
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    try {
-      for (;;) {
-        const chunk = this.read();
-        if (chunk === undefined) return;
-        if (chunk !== null) {
-          yield chunk;
-          continue;
-        }
-        await new Promise<void>((resolve) => this.onReadable(resolve));
+  /**
+   * Chunk by chunk with `for await`. Hand-written rather than an async generator: a queued chunk
+   * costs one resolved Promise, not a generator resumption. A consumer that stops early (break,
+   * throw) lets the rest of the text be discarded.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    let finished = false;
+    const next = (): Promise<IteratorResult<Buffer>> => {
+      if (finished) return Promise.resolve(ITERATION_DONE);
+      let chunk: Buffer | null | undefined;
+      try {
+        chunk = this.read();
+      } catch (error) {
+        finished = true;
+        return Promise.reject(error as Error);
       }
-    } finally {
-      // A consumer that stops early (break, throw) lets the rest of the text be discarded.
-      if (!this.ended) this.discard();
-    }
+      if (chunk === undefined) {
+        finished = true;
+        return Promise.resolve(ITERATION_DONE);
+      }
+      if (chunk !== null) return Promise.resolve({ done: false, value: chunk });
+      return new Promise<void>((resolve) => this.onReadable(resolve)).then(next);
+    };
+    return {
+      next,
+      return: (): Promise<IteratorResult<Buffer>> => {
+        if (!finished) {
+          finished = true;
+          if (!this.ended) this.discard();
+        }
+        return Promise.resolve(ITERATION_DONE);
+      },
+    };
   }
 
   /** Convenience for small messages: the whole text as one Buffer. */
@@ -150,3 +168,5 @@ export class MessageBody implements AsyncIterable<Buffer> {
     waiter.resolve();
   }
 }
+
+const ITERATION_DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
