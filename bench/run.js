@@ -94,8 +94,9 @@ const SERVERS = {
     nodeArgs: (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
       .split(/\s+/)
       .filter(Boolean),
-    // Extra CLI flags for every catcher run, e.g. SMTP_BENCH_CATCHER_ARGS=--quiet
-    extraArgs: (process.env.SMTP_BENCH_CATCHER_ARGS || '').split(/\s+/).filter(Boolean),
+    // Extra CLI flags for every catcher run (default --quiet: no log line per message, like the
+    // smtp-server storing server); SMTP_BENCH_CATCHER_ARGS='' runs it as `npm start` does.
+    extraArgs: (process.env.SMTP_BENCH_CATCHER_ARGS ?? '--quiet').split(/\s+/).filter(Boolean),
     // The 1 GiB test must not hit the default 25 MiB limit.
     bigArgs: (size) => ['--max-size', String(size * 2)],
   },
