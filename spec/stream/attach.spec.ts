@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import { type Duplex, type DuplexOptions, PassThrough, duplexPair } from 'node:stream';
-import * as tls from 'node:tls';
 import type { Reply } from '../../lib/protocol/reply';
 import type { TlsInfo } from '../../lib/protocol/types';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
@@ -26,6 +25,7 @@ import {
   sha256,
   sleep,
   store,
+  startTlsClient,
   track,
   within,
   type StoredMessage,
@@ -390,21 +390,7 @@ describe('attach over real sockets', () => {
     client.write('STARTTLS\r\n');
     await client.waitFor('220 2.0.0 Ready to start TLS\r\n');
     client.detach();
-    const socket = tls.connect({
-      socket: client.stream as net.Socket,
-      rejectUnauthorized: false,
-      servername: 'mx.test',
-    });
-    track(() => void socket.destroy());
-    const peer = new Peer(socket);
-    await within(
-      new Promise<void>((resolve, reject) => {
-        socket.once('secureConnect', resolve);
-        socket.once('error', reject);
-      }),
-      2000,
-      'TLS handshake',
-    );
+    const { socket, peer } = await startTlsClient(client.stream, 'mx.test');
     // The client can finish its handshake (TLS 1.3) before the server has seen its Finished.
     await within(securedEvent, 2000, "the session's secure event");
     expect(secureEvents).toHaveLength(1);

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { Duplex, duplexPair, pipeline } from 'node:stream';
+import * as tls from 'node:tls';
 import { SmtpSessionStream, type SmtpSessionOptions } from '../../lib/stream/session-stream';
 import type { SmtpMessage } from '../../lib/stream/events';
 import type { Envelope, SessionInfo } from '../../lib/protocol/types';
@@ -268,6 +269,25 @@ export async function connect(port: number, host = '127.0.0.1'): Promise<Peer> {
     `connect to ${host}:${port}`,
   );
   return peer;
+}
+
+/** A TLS client over `stream` (after the server's 220 to STARTTLS), handshake done; closed by `cleanup()`. */
+export async function startTlsClient(
+  stream: Duplex,
+  servername?: string,
+): Promise<{ socket: tls.TLSSocket; peer: Peer }> {
+  const socket = tls.connect({ socket: stream, rejectUnauthorized: false, servername });
+  track(() => void socket.destroy());
+  const peer = new Peer(socket);
+  await within(
+    new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', resolve);
+      socket.once('error', reject);
+    }),
+    2000,
+    'TLS handshake',
+  );
+  return { socket, peer };
 }
 
 /**

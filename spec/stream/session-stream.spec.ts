@@ -28,6 +28,7 @@ import {
   sleep,
   socketServer,
   store,
+  startTlsClient,
   track,
   within,
   type StoredMessage,
@@ -814,17 +815,7 @@ describe('STARTTLS over an in-memory pair', () => {
   ): Promise<{ socket: tls.TLSSocket; peer: Peer; before: string; hop: import('node:stream').Duplex }> {
     const before = client.detach();
     const hop = asyncHop(client.stream);
-    const socket = tls.connect({ socket: hop, rejectUnauthorized: false, servername });
-    track(() => void socket.destroy());
-    const peer = new Peer(socket);
-    await within(
-      new Promise<void>((resolve, reject) => {
-        socket.once('secureConnect', resolve);
-        socket.once('error', reject);
-      }),
-      2000,
-      'TLS handshake',
-    );
+    const { socket, peer } = await startTlsClient(hop, servername);
     return { socket, peer, before, hop };
   }
 
