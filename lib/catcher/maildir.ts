@@ -55,10 +55,13 @@ export async function storeMessage(
     const record = envelopeRecord(id, message, size);
     const json = JSON.stringify(record, null, 2) + '\n';
     if (file === undefined && options.writer !== undefined) {
-      // The client left before it could be told 250: keep nothing, so its retry is no duplicate.
-      if (message.aborted ?? message.signal.aborted) message.signal.throwIfAborted();
+      // The client left before it could be told 250: keep nothing, so its retry is no duplicate
+      // (checked before and after the thread wrote; the catch below removes what it wrote).
+      const gone = (): boolean => message.aborted ?? message.signal.aborted;
+      if (gone()) message.signal.throwIfAborted();
       const eml = head.length === 1 ? head[0] : Buffer.concat(head, size);
       await options.writer.write({ dir, id, eml, json, fsync: options.fsync === true });
+      if (gone()) message.signal.throwIfAborted();
       return record;
     }
     await Promise.all([
@@ -74,7 +77,8 @@ export async function storeMessage(
   } catch (error) {
     // Best effort: a failing cleanup (e.g. ENOTDIR) must not hide the cause nor stop the next removal.
     const remove = (file: string) => fs.rm(file, { force: true }).catch(() => undefined);
-    await Promise.all([remove(emlTemp), remove(jsonTemp), remove(path.join(dir, `${id}.eml`))]);
+    const written = [emlTemp, jsonTemp, path.join(dir, `${id}.eml`), path.join(dir, `${id}.json`)];
+    await Promise.all(written.map(remove));
     throw error;
   }
 }

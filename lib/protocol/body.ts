@@ -117,9 +117,12 @@ export class MessageBody implements AsyncIterable<Buffer> {
    * costs one resolved Promise, not a generator resumption. A consumer that stops early (break,
    * throw) lets the rest of the text be discarded.
    */
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
     let finished = false;
+    // A next() called while an earlier one still waits for text is answered after it, in order.
+    let waiting: Promise<IteratorResult<Buffer>> | undefined;
     const next = (): Promise<IteratorResult<Buffer>> => {
+      if (waiting !== undefined) return waiting.then(next, next);
       if (finished) return Promise.resolve(ITERATION_DONE);
       let chunk: Buffer | null | undefined;
       try {
@@ -133,9 +136,15 @@ export class MessageBody implements AsyncIterable<Buffer> {
         return Promise.resolve(ITERATION_DONE);
       }
       if (chunk !== null) return Promise.resolve({ done: false, value: chunk });
-      return new Promise<void>((resolve) => this.onReadable(resolve)).then(next);
+      const wait = new Promise<void>((resolve) => this.onReadable(resolve)).then(() => {
+        waiting = undefined;
+        return next();
+      });
+      waiting = wait;
+      return wait;
     };
-    return {
+    const iterator: AsyncIterableIterator<Buffer> = {
+      [Symbol.asyncIterator]: () => iterator,
       next,
       return: (): Promise<IteratorResult<Buffer>> => {
         if (!finished) {
@@ -145,6 +154,7 @@ export class MessageBody implements AsyncIterable<Buffer> {
         return Promise.resolve(ITERATION_DONE);
       },
     };
+    return iterator;
   }
 
   /** Convenience for small messages: the whole text as one Buffer. */

@@ -114,6 +114,8 @@ export class SmtpServer extends EventEmitter {
         authorized: socket.authorized,
       };
       options.tls = undefined; // a TLS listener does not offer STARTTLS on top
+    } else if (this.options.tlsInfo !== undefined) {
+      options.tlsInfo = undefined; // a plain connection is not TLS, whatever the server options say
     }
     const session = new SmtpSessionStream(options);
     const transform = this.options.outputTransform?.();

@@ -91,7 +91,7 @@ export class SmtpSessionStream extends Duplex {
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = 0;
-  /** When the client was last heard from (Date.now()), for the silence timer. */
+  /** When the client was last heard from (monotonic ms, see `now()`), for the silence timer. */
   private lastActivity = 0;
   /** `protocol.replyCount` when the idle timer was last restarted: more means a command completed. */
   private repliesAtTouch = 0;
@@ -102,6 +102,8 @@ export class SmtpSessionStream extends Duplex {
   private connection: AttachableConnection | undefined;
   /** A chunk from the attached connection is held by the core (the connection is paused). */
   private inputHeld = false;
+  /** Input arrived while drive() was running (an in-process connection writing from a handler). */
+  private fedWhileRunning = false;
   /** Someone listens to `input` / `output`: only then are those events emitted (they cost per chunk). */
   private inputTapped = false;
   private outputTapped = false;
@@ -325,6 +327,7 @@ export class SmtpSessionStream extends Duplex {
     this.protocol.receive(chunk);
     this.heldCallback = callback;
     if (!this.running) this.drive();
+    else this.fedWhileRunning = true;
   }
 
   /** Runs the core until it needs more input, waits for a hook, or our reader is slow. */
@@ -352,6 +355,12 @@ export class SmtpSessionStream extends Duplex {
           (error: unknown) => this.destroy(error as Error),
         );
         return;
+      }
+      // An in-process connection can answer our write at once, from inside it: that input came
+      // while we were running and must be processed now, or both sides would wait for ever.
+      if (this.fedWhileRunning && !this.outputBlocked) {
+        this.fedWhileRunning = false;
+        continue;
       }
       break;
     }
@@ -445,6 +454,7 @@ export class SmtpSessionStream extends Duplex {
       this.touch();
       this.protocol.receive(cleartext);
       if (!this.running) this.drive();
+      else this.fedWhileRunning = true;
       if (this.running || this.outputBlocked) socket.pause();
     });
     socket.on('drain', () => {
@@ -553,7 +563,7 @@ export class SmtpSessionStream extends Duplex {
   // ---- Timers --------------------------------------------------------------------------------
 
   /**
-   * Client activity: restart the silence clock. Per chunk that is one `Date.now()`: the timer is
+   * Client activity: restart the silence clock. Per chunk that is one clock read: the timer is
    * not touched. It runs for at most the shorter of the idle and DATA timeouts; when it fires it
    * measures the silence against the current state's limit and, short of it, waits for the rest.
    * (It can never fire late: a switch to the shorter limit needs client input, which comes after
@@ -568,7 +578,7 @@ export class SmtpSessionStream extends Duplex {
     const partialCommand = !inText && this.protocol.bufferedInput > 0 && !progressed;
     if (partialCommand && this.timer !== undefined && this.timerIsIdle) return;
     this.repliesAtTouch = this.protocol.replyCount;
-    this.lastActivity = Date.now() - CLOCK_ORIGIN;
+    this.lastActivity = now();
     if (this.timer !== undefined && this.timerIsIdle) return;
     this.arm(this.silencePeriod(), this.onTimeout);
     this.timerIsIdle = this.timer !== undefined;
@@ -592,10 +602,10 @@ export class SmtpSessionStream extends Duplex {
   }
 
   private readonly onTimeout = (): void => {
-    const now = Date.now() - CLOCK_ORIGIN;
+    const time = now();
     // Waiting for our own hooks is not the client's silence.
-    if (this.protocol.busy) this.lastActivity = now;
-    const silent = now - this.lastActivity;
+    if (this.protocol.busy) this.lastActivity = time;
+    const silent = time - this.lastActivity;
     const limit = this.silenceLimit();
     if (silent + 1 < limit) {
       // Activity since the timer was armed, or a state with a longer limit: wait for the rest.
@@ -623,8 +633,13 @@ export class SmtpSessionStream extends Duplex {
 
 function noop(): void {}
 
-/** Times kept relative to the module's load: small integers stay unboxed (memory per session). */
-const CLOCK_ORIGIN = Date.now();
+/**
+ * Milliseconds on a monotonic clock (wall-clock steps, NTP or a resumed VM, must not cut or spare
+ * a session), as a small integer: no boxed number per session.
+ */
+function now(): number {
+  return Math.floor(performance.now());
+}
 
 function isThenable(value: unknown): value is Promise<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';

@@ -54,14 +54,25 @@ describe('SmallFileWriter', () => {
     expect(await fs.readdir(dir)).toEqual(['.TAKEN.json.tmp']); // only the obstacle, no .eml of ours
   });
 
-  it('fails pending and later writes once closed', async () => {
-    const pending = writer.write({ dir, id: 'P', eml: Buffer.alloc(1 << 20), json: '{}', fsync: true });
-    const failed = expect(pending).rejects.toThrow(/closed|exited/);
+  it('close() lets the batch in hand finish, leaves no temporary file, then refuses writes', async () => {
+    const inHand = writer.write({ dir, id: 'P', eml: Buffer.alloc(1 << 20, 0x61), json: '{}', fsync: true });
     await writer.close();
-    await failed;
+    await expect(inHand).resolves.toBeUndefined();
+    expect((await fs.readdir(dir)).sort()).toEqual(['P.eml', 'P.json']);
+    expect((await fs.stat(path.join(dir, 'P.eml'))).size).toBe(1 << 20);
     await expect(
       writer.write({ dir, id: 'Q', eml: Buffer.from('q'), json: '{}', fsync: false }),
     ).rejects.toThrow('file writer closed');
+  });
+
+  it('a thread that dies fails only its batch; the next write gets a new thread', async () => {
+    const first = writer.write({ dir, id: 'A', eml: Buffer.from('a'), json: '{}', fsync: false });
+    await first;
+    // Kill the thread between batches (as a crash would), then write again.
+    const thread = (writer as unknown as { worker: import('node:worker_threads').Worker }).worker;
+    await thread.terminate();
+    await writer.write({ dir, id: 'B', eml: Buffer.from('b'), json: '{}', fsync: false });
+    expect((await fs.readdir(dir)).sort()).toEqual(['A.eml', 'A.json', 'B.eml', 'B.json']);
   });
 });
 
@@ -111,6 +122,20 @@ describe('storeMessage with a writer', () => {
     });
     expect((await fs.readFile(path.join(dir, `${record.id}.eml`))).equals(big)).toBe(true);
     expect((await fs.readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('keeps nothing when the client leaves while the thread writes', async () => {
+    const controller = new AbortController();
+    const write = writer.write.bind(writer);
+    jest.spyOn(writer, 'write').mockImplementation((files) => {
+      const written = write(files);
+      controller.abort(new Error('client gone meanwhile'));
+      return written;
+    });
+    await expect(
+      storeMessage(dir, incoming([Buffer.from('x\r\n')], controller.signal), { writer }),
+    ).rejects.toThrow('client gone meanwhile');
+    expect(await fs.readdir(dir)).toEqual([]);
   });
 
   it('keeps nothing when the client left before the files were written', async () => {

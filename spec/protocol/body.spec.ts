@@ -148,6 +148,41 @@ describe('MessageBody', () => {
     expect(body.discarded).toBe(false);
   });
 
+  it('the iterator is itself iterable, and next() calls made while waiting are answered in order', async () => {
+    const body = new MessageBody();
+    const iterator = body[Symbol.asyncIterator]();
+    expect(iterator[Symbol.asyncIterator]()).toBe(iterator);
+    const first = iterator.next();
+    const second = iterator.next();
+    const third = iterator.next();
+    await tick();
+    body.push(bytes('a'));
+    await tick();
+    body.push(bytes('b'));
+    body.end();
+    expect(await Promise.all([first, second, third])).toEqual([
+      { done: false, value: bytes('a') },
+      { done: false, value: bytes('b') },
+      { done: true, value: undefined },
+    ]);
+    const seen: string[] = [];
+    const other = new MessageBody();
+    other.push(bytes('x'));
+    other.end();
+    for await (const chunk of other[Symbol.asyncIterator]()) seen.push(chunk.toString());
+    expect(seen).toEqual(['x']);
+  });
+
+  it('a failure reaches the waiting consumer as a rejection', async () => {
+    const body = new MessageBody();
+    const reading = (async () => {
+      for await (const chunk of body) void chunk;
+    })();
+    await tick();
+    body.fail(new Error('too big'));
+    await expect(reading).rejects.toThrow('too big');
+  });
+
   it('buffer() joins every chunk byte for byte', async () => {
     const body = new MessageBody();
     const all = Buffer.from([...Array(256).keys()]);

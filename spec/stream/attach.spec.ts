@@ -343,6 +343,41 @@ describe('attach over a non-socket Duplex (duplexPair)', () => {
   });
 });
 
+describe('attach with a client that answers from inside its data handler', () => {
+  // An in-process connection delivers our reply synchronously, and the client's next command
+  // comes back while the session is still sending: it must still be processed.
+  for (const answer of ['synchronously', 'on the next turn'] as const) {
+    test(`a lockstep client answering ${answer} gets every reply`, async () => {
+      const session = new SmtpSessionStream({ hostname: HOST });
+      track(() => void session.destroy());
+      const bodies: string[] = [];
+      session.on('message', async (message: SmtpMessage) => {
+        bodies.push((await message.buffer()).toString('latin1'));
+        message.accept('LOCKSTEP');
+      });
+      const [a, b] = duplexPair();
+      track(() => void b.destroy());
+      const script = crlf('EHLO c', 'MAIL FROM:<a@b.test>', 'RCPT TO:<d@e.test>', 'DATA')
+        .split(/(?<=\r\n)/)
+        .concat([crlf('Subject: x', '', 'hi', '.'), crlf('QUIT')]);
+      let text = '';
+      let next = 0;
+      b.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (!/(^|\n)\d{3} [^\n]*\r\n$/.test(text) || next >= script.length) return;
+        const line = script[next++];
+        if (answer === 'synchronously') b.write(line);
+        else setImmediate(() => b.write(line));
+      });
+      const ended = new Promise<void>((resolve) => b.on('end', resolve));
+      session.attach(a);
+      await within(ended, 2000, 'the end of the session');
+      expect(codes(text)).toEqual([220, 250, 250, 250, 354, 250, 221]);
+      expect(bodies).toEqual(['Subject: x\r\n\r\nhi\r\n']);
+    });
+  }
+});
+
 describe('attach over real sockets', () => {
   async function startServer(
     options: SmtpServerOptions,

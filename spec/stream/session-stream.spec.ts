@@ -755,6 +755,30 @@ describe('timers', () => {
     expect(finalReplies(client.text).at(-1)).toBe(`421 4.4.2 ${HOST} Error: timeout exceeded`);
   });
 
+  test('the silence clock is monotonic: wall-clock steps neither cut nor spare a session', async () => {
+    const realNow = Date.now.bind(Date);
+    // A step forward right after the client spoke: no early 421.
+    const forward = memorySession({ idleTimeout: 300 });
+    await sleep(200);
+    forward.client.write('NOOP\r\n');
+    const step = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000);
+    try {
+      await sleep(200); // the first check (at 300 ms) sees 100 ms of real silence
+      expect(forward.client.text).not.toContain('421');
+    } finally {
+      step.mockRestore();
+    }
+    // A step backward: the timeout still comes after the idle limit of real silence.
+    const backward = memorySession({ idleTimeout: 200 });
+    const back = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_600_000);
+    try {
+      await backward.client.waitForEnd(1000);
+    } finally {
+      back.mockRestore();
+    }
+    expect(finalReplies(backward.client.text).at(-1)).toBe(`421 4.4.2 ${HOST} Error: timeout exceeded`);
+  });
+
   test('the defaults are RFC 5321 §4.5.3.2 values', () => {
     expect(STREAM_DEFAULTS.idleTimeout).toBe(300_000);
     expect(STREAM_DEFAULTS.dataTimeout).toBe(180_000);
