@@ -276,12 +276,22 @@ async function main() {
     { size: 10 * 1024 * 1024, label: '10 MB', messages: Math.max(3, Math.round(60 * scale)) },
   ];
   for (const c of cases) {
-    const r = await benchData(Protocol, { ...c, timeLimitMs, seed: 42 }).catch((err) => ({
-      label: c.label,
-      size: c.size,
-      ok: false,
-      note: firstLine(err.stack || err.message),
-    }));
+    // The median of three runs (one with --quick): a spell of host contention hits one, not all.
+    const runs = [];
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      runs.push(
+        await benchData(Protocol, { ...c, timeLimitMs, seed: 42 }).catch((err) => ({
+          label: c.label,
+          size: c.size,
+          ok: false,
+          note: firstLine(err.stack || err.message),
+        })),
+      );
+      gc();
+    }
+    const failed = runs.find((run) => !run.ok);
+    const r = failed ?? runs.sort((x, y) => x.mbPerSec - y.mbPerSec)[Math.floor(runs.length / 2)];
+    r.runsMbPerSec = runs.map((run) => run.mbPerSec);
     result.data.push(r);
     console.log(
       `DATA ${c.label}: ${r.mbPerSec ? r.mbPerSec.toFixed(1) : '—'} MB/s, ` +

@@ -32,7 +32,7 @@ const USAGE = `usage: node bench/run.js [--quick] [--only core|loopback|memory[,
   --only NAMES          run only these sections (comma separated)
   --servers KEYS        only these servers (comma separated), e.g. raw-ceiling,smtp-server-store
   --sessions N          parallel client sessions in the loopback section (default 20)
-  --reps N              runs per loopback case (default 3, --quick 1)
+  --reps N              runs per loopback case (default 5, --quick 1)
   --idle-sessions N     sessions held in the idle-memory test (default 4000, --quick 1000)
   --big-mib N           size of the streamed message in MiB (default 1024, --quick 128)
   --maildir-root DIR    where storing servers write (default /dev/shm/smtp-bench if /dev/shm
@@ -59,7 +59,7 @@ for (const s of only) {
 const cfg = {
   quick,
   sessions: u.intArg(args.sessions, 20),
-  reps: u.intArg(args.reps, quick ? 1 : 3),
+  reps: u.intArg(args.reps, quick ? 1 : 5),
   sizes: [
     // Warm-ups long enough for V8 to optimise every server's hot paths (a few thousand calls).
     { label: '1 KB', size: 1024, messages: quick ? 50 : 300, warmup: quick ? 20 : 100 },
