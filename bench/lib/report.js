@@ -244,7 +244,12 @@ function renderMarkdown(results, { servers }) {
       for (const r of c.data || []) {
         crow.push([
           `DATA, ${r.label} messages, random 1 B–64 KiB chunks`,
-          r.mbPerSec ? `${fmt(r.mbPerSec, 1)} MB/s (${fmt(r.msgsPerSec)} msg/s)` : '—',
+          r.mbPerSec
+            ? `${fmt(r.mbPerSec, 1)} MB/s (${fmt(r.msgsPerSec)} msg/s)` +
+              (r.runsMbPerSec && r.runsMbPerSec.length > 1
+                ? `, median of ${r.runsMbPerSec.map((v) => fmt(v, 0)).join(' / ')}`
+                : '')
+            : '—',
           r.messages ? `${fmt(r.messages)} messages` : '—',
           r.ok ? 'ok' : r.note || 'failed',
         ]);
