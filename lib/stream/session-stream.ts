@@ -323,7 +323,8 @@ export class SmtpSessionStream extends Duplex {
   private feed(chunk: Buffer, callback: (error?: Error | null) => void): void {
     if (!this.greeted) this.greet();
     if (this.inputTapped) this.emit('input', chunk);
-    this.touch();
+    // The silence clock is restarted after the chunk is processed (end of drive()), when the state
+    // it leaves is known: a command completed, or text in DATA.
     this.protocol.receive(chunk);
     this.heldCallback = callback;
     if (!this.running) this.drive();
