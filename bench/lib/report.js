@@ -352,6 +352,32 @@ function renderMarkdown(results, { servers }) {
     );
   }
 
+  if (results.loopback) {
+    // Run by run: the servers take turns, so neighbouring runs saw the same machine. The spread
+    // shows how much a single run can be trusted on a shared VM.
+    const lb = results.loopback;
+    const perRun = (a, b, size) => {
+      const values = [];
+      for (let rep = 1; rep <= (lb.reps || 0); rep++) {
+        const ra = lb.runs.find((r) => r.key === a && r.size === size && r.rep === rep && r.ok);
+        const rb = lb.runs.find((r) => r.key === b && r.size === size && r.rep === rep && r.ok);
+        if (ra && rb && rb.msgsPerSec > 0) values.push(ra.msgsPerSec / rb.msgsPerSec);
+      }
+      return values;
+    };
+    const rowsPerRun = RATIOS.filter((r) => Object.keys(r.goals).length > 0).map((r) => [
+      r.name,
+      ...['1 KB', '100 KB'].map((size) => {
+        const v = perRun(r.a, r.b, size);
+        return v.length ? v.map((x) => `${fmt(x, 2)}×`).join(' / ') : 'n/a';
+      }),
+    ]);
+    if (rowsPerRun.length && (lb.reps || 0) > 1) {
+      out.push('', '### The target ratios run by run', '');
+      out.push(table(['ratio', '1 KB, runs 1…n', '100 KB, runs 1…n'], rowsPerRun));
+    }
+  }
+
   if (results.memory) {
     const m = results.memory;
     out.push('', '## Memory', '');
