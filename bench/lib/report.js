@@ -247,7 +247,7 @@ function renderMarkdown(results, { servers }) {
           r.mbPerSec
             ? `${fmt(r.mbPerSec, 1)} MB/s (${fmt(r.msgsPerSec)} msg/s)` +
               (r.runsMbPerSec && r.runsMbPerSec.length > 1
-                ? `, best of ${r.runsMbPerSec.map((v) => fmt(v, 0)).join(' / ')}`
+                ? `, median of ${r.runsMbPerSec.map((v) => fmt(v, 0)).join(' / ')}`
                 : '')
             : '—',
           r.messages ? `${fmt(r.messages)} messages` : '—',
