@@ -253,6 +253,18 @@ export async function socketServer(
   return { port, sessions, sockets, close };
 }
 
+/** `event` on `emitter` within 2 s; its 'error' (or the deadline) rejects, naming `what`. */
+function eventWithin(emitter: net.Socket, event: string, what: string): Promise<void> {
+  return within(
+    new Promise<void>((resolve, reject) => {
+      emitter.once(event, () => resolve());
+      emitter.once('error', reject);
+    }),
+    2000,
+    what,
+  );
+}
+
 /** A plain client socket to 127.0.0.1:port, wrapped in a Peer, closed by `cleanup()`. */
 export async function connect(port: number, host = '127.0.0.1'): Promise<Peer> {
   const socket = net.connect({ port, host });
@@ -260,14 +272,7 @@ export async function connect(port: number, host = '127.0.0.1'): Promise<Peer> {
     socket.destroy();
   });
   const peer = new Peer(socket);
-  await within(
-    new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    }),
-    2000,
-    `connect to ${host}:${port}`,
-  );
+  await eventWithin(socket, 'connect', `connect to ${host}:${port}`);
   return peer;
 }
 
@@ -279,14 +284,7 @@ export async function startTlsClient(
   const socket = tls.connect({ socket: stream, rejectUnauthorized: false, servername });
   track(() => void socket.destroy());
   const peer = new Peer(socket);
-  await within(
-    new Promise<void>((resolve, reject) => {
-      socket.once('secureConnect', resolve);
-      socket.once('error', reject);
-    }),
-    2000,
-    'TLS handshake',
-  );
+  await eventWithin(socket, 'secureConnect', 'TLS handshake');
   return { socket, peer };
 }
 
