@@ -27,7 +27,7 @@
 const net = require('node:net');
 const { once } = require('node:events');
 const { performance } = require('node:perf_hooks');
-const { parseArgs, intArg, emit, percentile } = require('./lib/util');
+const { parseArgs, intArg, emit, percentile, replyReader } = require('./lib/util');
 const { buildMessage, streamedMessageParts } = require('./lib/message');
 
 const args = parseArgs(process.argv.slice(2), ['greet-only']);
@@ -87,8 +87,17 @@ class Conn {
   constructor(onFail) {
     this.onFail = onFail;
     this.expect = [];
-    this.buf = '';
-    this.lines = [];
+    this.onData = replyReader((code, lines) => {
+      const want = this.expect.shift();
+      if (!want || Math.floor(code / 100) !== want.code) {
+        this.fail(
+          want ? `${want.what}: ${lines.join(' | ')}` : `unexpected reply: ${lines[lines.length - 1]}`,
+        );
+        return false;
+      }
+      want.then(code, lines);
+      return !(this.closed || this.socket.destroyed);
+    });
     this.closed = false;
     this.done = false;
     this.socket = net.connect({ host, port });
@@ -102,25 +111,6 @@ class Conn {
       sockets.delete(this.socket);
       if (!this.done) this.fail('connection closed by server');
     });
-  }
-
-  onData(chunk) {
-    this.buf += chunk;
-    let idx;
-    while ((idx = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, idx > 0 && this.buf[idx - 1] === '\r' ? idx - 1 : idx);
-      this.buf = this.buf.slice(idx + 1);
-      this.lines.push(line);
-      if (line.length >= 4 && line[3] === '-') continue;
-      const lines = this.lines;
-      this.lines = [];
-      const code = parseInt(line.slice(0, 3), 10);
-      const want = this.expect.shift();
-      if (!want) return this.fail(`unexpected reply: ${line}`);
-      if (Math.floor(code / 100) !== want.code) return this.fail(`${want.what}: ${lines.join(' | ')}`);
-      want.then(code, lines);
-      if (this.closed || this.socket.destroyed) return;
-    }
   }
 
   await(code, what, then) {

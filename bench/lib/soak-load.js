@@ -26,7 +26,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const { setInterval, clearInterval } = require('node:timers');
 const { performance } = require('node:perf_hooks');
-const { parseArgs, intArg, emit, percentile } = require('./util');
+const { parseArgs, intArg, emit, percentile, replyReader } = require('./util');
 const { buildSoakMessage, tokenOf, DOMAIN } = require('./soak-message');
 
 const args = parseArgs(process.argv.slice(2));
@@ -93,8 +93,15 @@ class Conn {
   constructor(index) {
     this.index = index;
     this.expect = [];
-    this.buf = '';
-    this.lines = [];
+    this.onData = replyReader((code, lines) => {
+      const want = this.expect.shift();
+      if (want) {
+        want.then(code, lines);
+        return;
+      }
+      this.unexpected = (this.unexpected || 0) + 1;
+      if (this.onUnexpected) this.onUnexpected(code, lines);
+    });
     this.closed = false;
     this.quitting = false;
     this.greeted = false;
@@ -112,27 +119,6 @@ class Conn {
       this.expect.length = 0;
       if (this.onClose) this.onClose(waiting);
     });
-  }
-
-  onData(chunk) {
-    this.buf += chunk;
-    let idx;
-    while ((idx = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, idx > 0 && this.buf[idx - 1] === '\r' ? idx - 1 : idx);
-      this.buf = this.buf.slice(idx + 1);
-      this.lines.push(line);
-      if (line.length >= 4 && line[3] === '-') continue;
-      const lines = this.lines;
-      this.lines = [];
-      const code = parseInt(line.slice(0, 3), 10);
-      const want = this.expect.shift();
-      if (!want) {
-        this.unexpected = (this.unexpected || 0) + 1;
-        if (this.onUnexpected) this.onUnexpected(code, lines);
-        continue;
-      }
-      want.then(code, lines);
-    }
   }
 
   await(what, then) {

@@ -146,6 +146,28 @@ function freePort() {
   });
 }
 
+/**
+ * Splits latin1 text from an SMTP server into replies: calls onReply(code, lines) once per reply
+ * (multi-line replies gathered); onReply returning false stops this chunk (the rest stays buffered).
+ */
+function replyReader(onReply) {
+  let buf = '';
+  let lines = [];
+  return (chunk) => {
+    buf += chunk;
+    let idx;
+    while ((idx = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, idx > 0 && buf[idx - 1] === '\r' ? idx - 1 : idx);
+      buf = buf.slice(idx + 1);
+      lines.push(line);
+      if (line.length >= 4 && line[3] === '-') continue;
+      const reply = lines;
+      lines = [];
+      if (onReply(parseInt(line.slice(0, 3), 10), reply) === false) return;
+    }
+  };
+}
+
 /** Calls onLine for every complete line of a readable stream. */
 function onLines(stream, onLine) {
   let rest = '';
@@ -245,6 +267,7 @@ module.exports = {
   resetPeak,
   freePort,
   onLines,
+  replyReader,
   firstLine,
   countFiles,
   fmt,
