@@ -199,47 +199,12 @@ const stopChild = (child, graceMs = 4000) => u.stopChild(child, graceMs);
  */
 function messageChild(nodeArgs, { stdin, onLine = () => {} } = {}) {
   const child = spawnNode(nodeArgs, { stdin });
-  const queue = [];
-  const waiters = [];
-  u.onLines(child.stdout, (line) => {
-    if (!line.startsWith(u.MSG_PREFIX)) return onLine(line);
-    let msg;
-    try {
-      msg = JSON.parse(line.slice(u.MSG_PREFIX.length));
-    } catch {
-      return onLine(line);
-    }
-    const i = waiters.findIndex((w) => w.type === msg.type);
-    if (i >= 0) {
-      const w = waiters.splice(i, 1)[0];
-      clearTimeout(w.timer);
-      w.resolve(msg);
-    } else queue.push(msg);
-    if (msg.type === 'progress' && child.onProgress) child.onProgress(msg);
+  return u.readMessages(child, {
+    onLine,
+    onMessage: (msg) => {
+      if (msg.type === 'progress' && child.onProgress) child.onProgress(msg);
+    },
   });
-  child.next = (type, timeoutMs) => {
-    const i = queue.findIndex((m) => m.type === type);
-    if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0]);
-    return new Promise((resolve) => {
-      const w = { type, resolve };
-      waiters.push(w);
-      const fail = (why) => {
-        const k = waiters.indexOf(w);
-        if (k < 0) return;
-        waiters.splice(k, 1);
-        resolve({ type, ok: false, error: why });
-      };
-      w.timer = setTimeout(() => fail(`no ${type} within ${timeoutMs} ms`), timeoutMs);
-      child.exited.then((info) => {
-        // Let the stdout lines that preceded the exit be parsed first.
-        setTimeout(() => {
-          clearTimeout(w.timer);
-          fail(`exited (code ${info.code}${info.signal ? `, ${info.signal}` : ''}) before ${type}`);
-        }, 100);
-      });
-    });
-  };
-  return child;
 }
 
 /** Runs bench/load.js to completion and returns its result message. */

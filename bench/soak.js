@@ -158,51 +158,16 @@ const stopChild = (child, graceMs = 3000) => u.stopChild(child, graceMs);
 /** A child reporting with `@@bench {json}` lines; next(type, ms) waits for the next of a type. */
 function messageChild(nodeArgs, { stdin = 'ignore', onMessage = () => {} } = {}) {
   const child = spawnNode(nodeArgs, { stdin });
-  const queue = [];
-  const waiters = [];
-  u.onLines(child.stdout, (line) => {
-    if (!line.startsWith(u.MSG_PREFIX)) return;
-    let msg;
-    try {
-      msg = JSON.parse(line.slice(u.MSG_PREFIX.length));
-    } catch {
-      return;
-    }
-    onMessage(msg);
-    const i = waiters.findIndex((w) => w.type === msg.type);
-    if (i >= 0) {
-      const w = waiters.splice(i, 1)[0];
-      clearTimeout(w.timer);
-      w.resolve(msg);
-    } else queue.push(msg);
+  u.readMessages(child, {
+    onMessage,
+    exitDetail: () => {
+      const tail = child.stderrTail
+        .filter(Boolean)
+        .slice(process.env.SOAK_DEBUG ? -60 : -3)
+        .join(' / ');
+      return tail ? `: ${tail}` : '';
+    },
   });
-  child.next = (type, timeoutMs) => {
-    const i = queue.findIndex((m) => m.type === type);
-    if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0]);
-    return new Promise((resolve) => {
-      const w = { type, resolve };
-      waiters.push(w);
-      const fail = (why) => {
-        const k = waiters.indexOf(w);
-        if (k < 0) return;
-        waiters.splice(k, 1);
-        resolve({ type, ok: false, error: why, missing: true });
-      };
-      w.timer = setTimeout(() => fail(`no ${type} within ${timeoutMs} ms`), timeoutMs);
-      child.exited.then((info) => {
-        setTimeout(() => {
-          clearTimeout(w.timer);
-          const tail = child.stderrTail
-            .filter(Boolean)
-            .slice(process.env.SOAK_DEBUG ? -60 : -3)
-            .join(' / ');
-          fail(
-            `exited (code ${info.code}${info.signal ? `, ${info.signal}` : ''}) before ${type}${tail ? `: ${tail}` : ''}`,
-          );
-        }, 100);
-      });
-    });
-  };
   child.send = (line) => {
     if (child.stdin && !child.stdin.destroyed) child.stdin.write(line + '\n');
   };

@@ -168,6 +168,58 @@ function replyReader(onReply) {
   };
 }
 
+/**
+ * Reads a child's `@@bench {json}` messages: onMessage(msg) for each, onLine(line) for other stdout
+ * lines, and child.next(type, ms) resolving with the next message of that type, or with
+ * `{ type, ok: false, error, missing: true }` after `ms` or once the child has exited (then with
+ * exitDetail() appended). `child.exited` must resolve with `{ code, signal }`.
+ */
+function readMessages(child, { onLine = () => {}, onMessage = () => {}, exitDetail = () => '' } = {}) {
+  const queue = [];
+  const waiters = [];
+  onLines(child.stdout, (line) => {
+    if (!line.startsWith(MSG_PREFIX)) return onLine(line);
+    let msg;
+    try {
+      msg = JSON.parse(line.slice(MSG_PREFIX.length));
+    } catch {
+      return onLine(line);
+    }
+    onMessage(msg);
+    const i = waiters.findIndex((w) => w.type === msg.type);
+    if (i >= 0) {
+      const w = waiters.splice(i, 1)[0];
+      clearTimeout(w.timer);
+      w.resolve(msg);
+    } else queue.push(msg);
+  });
+  child.next = (type, timeoutMs) => {
+    const i = queue.findIndex((m) => m.type === type);
+    if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0]);
+    return new Promise((resolve) => {
+      const w = { type, resolve };
+      waiters.push(w);
+      const fail = (why) => {
+        const k = waiters.indexOf(w);
+        if (k < 0) return;
+        waiters.splice(k, 1);
+        resolve({ type, ok: false, error: why, missing: true });
+      };
+      w.timer = setTimeout(() => fail(`no ${type} within ${timeoutMs} ms`), timeoutMs);
+      child.exited.then((info) => {
+        // Let the stdout lines that preceded the exit be parsed first.
+        setTimeout(() => {
+          clearTimeout(w.timer);
+          fail(
+            `exited (code ${info.code}${info.signal ? `, ${info.signal}` : ''}) before ${type}${exitDetail()}`,
+          );
+        }, 100);
+      });
+    });
+  };
+  return child;
+}
+
 /** Calls onLine for every complete line of a readable stream. */
 function onLines(stream, onLine) {
   let rest = '';
@@ -268,6 +320,7 @@ module.exports = {
   freePort,
   onLines,
   replyReader,
+  readMessages,
   firstLine,
   countFiles,
   fmt,
