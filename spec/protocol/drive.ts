@@ -5,6 +5,7 @@
  */
 import { Protocol, type ProtocolOptions } from '../../lib/protocol/protocol';
 import type { Envelope, IncomingMessage, MessageResult } from '../../lib/protocol/types';
+import { parseReplies as parseSentReplies } from './helpers';
 
 export interface Delivered {
   envelope: Envelope;
@@ -91,25 +92,13 @@ export async function send(session: Session, ...pieces: Array<string | Buffer>):
   return text;
 }
 
-/** Splits reply text into replies (multi-line replies joined). Throws on malformed reply text. */
+/** helpers.ts's strict reply parser, with each line's text after `NNN-` / `NNN ` and the raw reply. */
 export function parseReplies(text: string): ParsedReply[] {
-  const out: ParsedReply[] = [];
-  let lines: string[] = [];
-  let raw: string[] = [];
-  for (const line of text.split('\r\n')) {
-    if (line === '') continue;
-    const match = /^(\d{3})([ -])(.*)$/.exec(line);
-    if (match === null) throw new Error(`malformed reply line ${JSON.stringify(line)}`);
-    lines.push(match[3]);
-    raw.push(line);
-    if (match[2] === ' ') {
-      out.push({ code: Number(match[1]), lines, raw: raw.join('\r\n') });
-      lines = [];
-      raw = [];
-    }
-  }
-  if (lines.length > 0) throw new Error(`unterminated multi-line reply ${JSON.stringify(raw)}`);
-  return out;
+  return parseSentReplies(text).map(({ code, lines }) => ({
+    code,
+    lines: lines.map((line) => line.slice(4)),
+    raw: lines.join('\r\n'),
+  }));
 }
 
 /** Reply codes of `text`, in order. */
