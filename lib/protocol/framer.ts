@@ -248,9 +248,6 @@ export class Framer {
     // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line).
     const cuts = CUTS; // nextText runs to completion before anyone else can use it
     cuts.length = 0;
-    const keep = (from: number, to: number): void => {
-      if (from < to) cuts.push(from, to);
-    };
     // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
     const heldCr = this.dataState === DataState.DotCr && buf[p] !== LF;
     let finished = -1;
@@ -262,7 +259,7 @@ export class Framer {
           break;
         case DataState.LineStart:
           if (buf[p] === DOT) {
-            keep(emitFrom, p);
+            if (emitFrom < p) cuts.push(emitFrom, p);
             p++;
             emitFrom = p; // the dot itself is never text
             this.dataState = DataState.Dot;
@@ -305,7 +302,7 @@ export class Framer {
       this.pos = finished;
     } else {
       const held = this.dataState === DataState.DotCr ? 1 : 0; // the CR after a line-start dot waits
-      keep(emitFrom, end - held);
+      if (emitFrom < end - held) cuts.push(emitFrom, end - held);
       this.pos = end;
     }
     const chunk = joinCuts(buf, cuts, heldCr);

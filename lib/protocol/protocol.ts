@@ -328,9 +328,7 @@ export class Protocol {
 
   /** Processes queued input as far as it can without waiting; returns the replies to send. */
   run(): RunResult {
-    this.pump();
-    const action = this.action;
-    if (action === 'starttls') this.action = null;
+    const action = this.advance();
     return { output: this.renderReplies(), pending: this.waiting, action };
   }
 
@@ -339,10 +337,16 @@ export class Protocol {
    * Buffer per batch; `socket.write(text)` encodes it as UTF-8).
    */
   runText(): TextRunResult {
+    const action = this.advance();
+    return { output: this.renderText(), pending: this.waiting, action };
+  }
+
+  /** run()'s work before rendering: process input, then take the action (starttls is reported once). */
+  private advance(): RunResult['action'] {
     this.pump();
     const action = this.action;
     if (action === 'starttls') this.action = null;
-    return { output: this.renderText(), pending: this.waiting, action };
+    return action;
   }
 
   /** Bytes queued and not yet processed. */

@@ -90,7 +90,6 @@ export class SmtpSessionStream extends Duplex {
   private inputEnded = false;
   private finalCallback: ((error?: Error | null) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
   /** When the client was last heard from (monotonic ms, see `now()`), for the silence timer. */
   private lastActivity = 0;
   /** `protocol.replyCount` when the idle timer was last restarted: more means a command completed. */
@@ -622,7 +621,6 @@ export class SmtpSessionStream extends Duplex {
     if (ms <= 0 || !Number.isFinite(ms)) return;
     this.timer = setTimeout(action, ms);
     this.timer.unref?.();
-    this.timerMs = ms;
   }
 
   private clearTimer(): void {
