@@ -10,7 +10,7 @@ export class MessageBody implements AsyncIterable<Buffer> {
   bytesReceived = 0;
   private queue: Buffer[] = [];
   private queuedBytes = 0;
-  private ended = false;
+  private endSeen = false;
   private failure: Error | undefined;
   private discarding = false;
   private claimedByConsumer = false;
@@ -24,7 +24,7 @@ export class MessageBody implements AsyncIterable<Buffer> {
   /** Queues a chunk; false means the consumer is behind and the producer should wait. */
   push(chunk: Buffer): boolean {
     this.bytesReceived += chunk.length;
-    if (this.discarding || this.ended) return true;
+    if (this.discarding || this.endSeen) return true;
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     this.notify();
@@ -48,20 +48,25 @@ export class MessageBody implements AsyncIterable<Buffer> {
 
   /** The text is complete. */
   end(): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.endSeen) return;
+    this.endSeen = true;
     this.notify();
   }
 
   /** The text will not be complete (size limit, policy, client gone): readers get `error`. */
   fail(error: Error): void {
-    if (this.ended) return;
+    if (this.endSeen) return;
     this.failure = error;
-    this.ended = true;
+    this.endSeen = true;
     this.queue = [];
     this.queuedBytes = 0;
     this.release();
     this.notify();
+  }
+
+  /** `end()` or `fail()` was called: no more text will come. */
+  get ended(): boolean {
+    return this.endSeen;
   }
 
   get failed(): Error | undefined {
@@ -79,13 +84,13 @@ export class MessageBody implements AsyncIterable<Buffer> {
       if (this.queuedBytes < this.highWaterMark) this.release();
       return chunk;
     }
-    return this.ended ? undefined : null;
+    return this.endSeen ? undefined : null;
   }
 
   /** Called (once per registration) when `read()` has something new to say. */
   onReadable(listener: () => void): void {
     this.readableListener = listener;
-    if (this.queue.length > 0 || this.ended) this.notify();
+    if (this.queue.length > 0 || this.endSeen) this.notify();
   }
 
   /**
@@ -118,43 +123,7 @@ export class MessageBody implements AsyncIterable<Buffer> {
    * throw) lets the rest of the text be discarded.
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
-    let finished = false;
-    // A next() called while an earlier one still waits for text is answered after it, in order.
-    let waiting: Promise<IteratorResult<Buffer>> | undefined;
-    const next = (): Promise<IteratorResult<Buffer>> => {
-      if (waiting !== undefined) return waiting.then(next, next);
-      if (finished) return Promise.resolve(ITERATION_DONE);
-      let chunk: Buffer | null | undefined;
-      try {
-        chunk = this.read();
-      } catch (error) {
-        finished = true;
-        return Promise.reject(error as Error);
-      }
-      if (chunk === undefined) {
-        finished = true;
-        return Promise.resolve(ITERATION_DONE);
-      }
-      if (chunk !== null) return Promise.resolve({ done: false, value: chunk });
-      const wait = new Promise<void>((resolve) => this.onReadable(resolve)).then(() => {
-        waiting = undefined;
-        return next();
-      });
-      waiting = wait;
-      return wait;
-    };
-    const iterator: AsyncIterableIterator<Buffer> = {
-      [Symbol.asyncIterator]: () => iterator,
-      next,
-      return: (): Promise<IteratorResult<Buffer>> => {
-        if (!finished) {
-          finished = true;
-          if (!this.ended) this.discard();
-        }
-        return Promise.resolve(ITERATION_DONE);
-      },
-    };
-    return iterator;
+    return new BodyIterator(this);
   }
 
   /** Convenience for small messages: the whole text as one Buffer. */
@@ -180,3 +149,87 @@ export class MessageBody implements AsyncIterable<Buffer> {
 }
 
 const ITERATION_DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * `for await` over a MessageBody. A `next()` called while an earlier one still waits for text is
+ * answered after it, in order. One wake-up function per iterator, not a closure per wait.
+ */
+class BodyIterator implements AsyncIterableIterator<Buffer> {
+  private finished = false;
+  private waiting: Promise<IteratorResult<Buffer>> | undefined;
+  private resolveWaiting: ((result: IteratorResult<Buffer>) => void) | undefined;
+  private rejectWaiting: ((error: unknown) => void) | undefined;
+  private readonly wake = (): void => {
+    const resolve = this.resolveWaiting;
+    const reject = this.rejectWaiting;
+    if (resolve === undefined || reject === undefined) return;
+    let answer: IteratorResult<Buffer> | null;
+    try {
+      answer = this.poll();
+    } catch (error) {
+      this.stopWaiting();
+      return reject(error);
+    }
+    if (answer === null) return this.body.onReadable(this.wake); // nothing new after all: wait on
+    this.stopWaiting();
+    resolve(answer);
+  };
+
+  constructor(private readonly body: MessageBody) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.waiting !== undefined) {
+      const after = (): Promise<IteratorResult<Buffer>> => this.next();
+      return this.waiting.then(after, after);
+    }
+    let answer: IteratorResult<Buffer> | null;
+    try {
+      answer = this.poll();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    if (answer !== null) return Promise.resolve(answer);
+    this.waiting = new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+      this.resolveWaiting = resolve;
+      this.rejectWaiting = reject;
+    });
+    this.body.onReadable(this.wake);
+    return this.waiting;
+  }
+
+  return(): Promise<IteratorResult<Buffer>> {
+    if (!this.finished) {
+      this.finished = true;
+      if (!this.body.ended) this.body.discard();
+    }
+    return Promise.resolve(ITERATION_DONE);
+  }
+
+  /** What is queued now; null when the body has nothing to say yet. Throws the body's failure once. */
+  private poll(): IteratorResult<Buffer> | null {
+    if (this.finished) return ITERATION_DONE;
+    let chunk: Buffer | null | undefined;
+    try {
+      chunk = this.body.read();
+    } catch (error) {
+      this.finished = true;
+      throw error;
+    }
+    if (chunk === null) return null;
+    if (chunk === undefined) {
+      this.finished = true;
+      return ITERATION_DONE;
+    }
+    return { done: false, value: chunk };
+  }
+
+  private stopWaiting(): void {
+    this.waiting = undefined;
+    this.resolveWaiting = undefined;
+    this.rejectWaiting = undefined;
+  }
+}

@@ -245,9 +245,10 @@ export class Framer {
     let p = this.pos;
     if (p >= end) return undefined;
     let emitFrom = p;
-    // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line).
+    // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line). The scratch
+    // array is shared and never shrunk (`length = 0` would drop its storage, regrown every chunk).
     const cuts = CUTS; // nextText runs to completion before anyone else can use it
-    cuts.length = 0;
+    let ncuts = 0;
     // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
     const heldCr = this.dataState === DataState.DotCr && buf[p] !== LF;
     let finished = -1;
@@ -259,7 +260,10 @@ export class Framer {
           break;
         case DataState.LineStart:
           if (buf[p] === DOT) {
-            if (emitFrom < p) cuts.push(emitFrom, p);
+            if (emitFrom < p) {
+              cuts[ncuts++] = emitFrom;
+              cuts[ncuts++] = p;
+            }
             p++;
             emitFrom = p; // the dot itself is never text
             this.dataState = DataState.Dot;
@@ -302,10 +306,13 @@ export class Framer {
       this.pos = finished;
     } else {
       const held = this.dataState === DataState.DotCr ? 1 : 0; // the CR after a line-start dot waits
-      if (emitFrom < end - held) cuts.push(emitFrom, end - held);
+      if (emitFrom < end - held) {
+        cuts[ncuts++] = emitFrom;
+        cuts[ncuts++] = end - held;
+      }
       this.pos = end;
     }
-    const chunk = joinCuts(buf, cuts, heldCr);
+    const chunk = joinCuts(buf, cuts, ncuts, heldCr);
     if (finished >= 0) {
       if (chunk === undefined) return this.finishText(finished);
       this.textEnded = true;
@@ -328,16 +335,15 @@ export class Framer {
  * young-generation GC so rarely that dead 64 KB copies piled up: +14 MB of RSS instead of +7
  * while a 512 MiB message streamed to disk.)
  */
-function joinCuts(buf: Buffer, cuts: number[], heldCr: boolean): Buffer | undefined {
-  const pairs = cuts.length;
-  if (pairs === 0) return heldCr ? LONE_CR : undefined;
-  if (pairs === 2 && !heldCr) return buf.subarray(cuts[0], cuts[1]);
+function joinCuts(buf: Buffer, cuts: number[], used: number, heldCr: boolean): Buffer | undefined {
+  if (used === 0) return heldCr ? LONE_CR : undefined;
+  if (used === 2 && !heldCr) return buf.subarray(cuts[0], cuts[1]);
   let total = heldCr ? 1 : 0;
-  for (let i = 0; i < pairs; i += 2) total += cuts[i + 1] - cuts[i];
+  for (let i = 0; i < used; i += 2) total += cuts[i + 1] - cuts[i];
   const out = fromSlab(total);
   let at = 0;
   if (heldCr) out[at++] = CR;
-  for (let i = 0; i < pairs; i += 2) {
+  for (let i = 0; i < used; i += 2) {
     out.set(buf.subarray(cuts[i], cuts[i + 1]), at);
     at += cuts[i + 1] - cuts[i];
   }

@@ -3,6 +3,7 @@ import { parsePathArgument, parseParameters, type ParsedPath, type PathOptions }
 import { MessageBody } from './body';
 import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
 import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
+import { HookMessage } from './incoming-message';
 import { LazyAbort } from './lazy-abort';
 import { Registry } from './registry';
 import { Framer, FrameType, type Frame } from './framer';
@@ -767,32 +768,21 @@ export class Protocol {
       message.outcome = {};
       return;
     }
-    const result = this.call(() =>
-      hook({
-        envelope: transaction.envelope,
-        session: this.session,
-        body,
-        get signal() {
-          return message.controller.signal;
-        },
-        get aborted() {
-          return message.controller.aborted;
-        },
-      }),
-    );
-    // Once the hook has answered, text nobody reads is drained (a claimed body keeps flowing).
-    const drainUnclaimed = (): void => {
-      if (!body.claimed) body.discard();
-    };
+    let result: MaybePromise<MessageResult>;
+    try {
+      result = hook(new HookMessage(transaction.envelope, this.session, body, message.controller));
+    } catch (error) {
+      result = Promise.reject(error);
+    }
     if (!isPromise(result)) {
       message.outcome = { value: result };
-      drainUnclaimed();
+      drainUnclaimed(body);
       return;
     }
     message.settled = result.then(
       (value) => {
         message.outcome = { value };
-        drainUnclaimed();
+        drainUnclaimed(body);
       },
       (error: unknown) => {
         message.outcome = { error };
@@ -1165,6 +1155,11 @@ export class Protocol {
   private log(message: string): void {
     this.logHandler?.(message, this.state, this.session);
   }
+}
+
+/** Once the message hook has answered, text nobody reads is drained (a claimed body keeps flowing). */
+function drainUnclaimed(body: MessageBody): void {
+  if (!body.claimed) body.discard();
 }
 
 function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {

@@ -222,7 +222,18 @@ class TestMailServerImpl implements TestMailServer {
       const body = new MessageBody();
       body.push(raw);
       body.end();
-      envelope = await storeMessage(this.options.maildir, { ...message, body });
+      // Not `{ ...message, body }`: signal and aborted are getters of the hook message's class.
+      envelope = await storeMessage(this.options.maildir, {
+        envelope: message.envelope,
+        session: message.session,
+        body,
+        get signal() {
+          return message.signal;
+        },
+        get aborted() {
+          return message.aborted;
+        },
+      });
     } else {
       envelope = envelopeRecord(nextMessageId(), message, raw.length);
     }

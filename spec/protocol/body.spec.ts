@@ -183,6 +183,16 @@ describe('MessageBody', () => {
     await expect(reading).rejects.toThrow('too big');
   });
 
+  it('next() calls queued behind one that is rejected end the iteration instead of rejecting too', async () => {
+    const body = new MessageBody();
+    const iterator = body[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const second = iterator.next();
+    body.fail(new Error('client gone'));
+    await expect(first).rejects.toThrow('client gone');
+    await expect(second).resolves.toEqual({ done: true, value: undefined });
+  });
+
   it('buffer() joins every chunk byte for byte', async () => {
     const body = new MessageBody();
     const all = Buffer.from([...Array(256).keys()]);

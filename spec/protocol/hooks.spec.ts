@@ -115,6 +115,26 @@ describe('messageReceivedHandler', () => {
     expect(seen?.signal.aborted).toBe(false);
   });
 
+  test('the hook message: envelope, session and body are its own fields; signal and aborted follow the transaction', async () => {
+    let seen: IncomingMessage | undefined;
+    let abortedWhileOpen: boolean | undefined;
+    const p = make({
+      messageReceivedHandler: (message) => {
+        seen = message;
+        abortedWhileOpen = message.aborted;
+        message.body.claim(); // keep the body open past the answer: the transaction is reset below
+        return new Promise<never>(() => {});
+      },
+    });
+    await session(p, `${envelope()}DATA\r\nx\r\n`);
+    expect(Object.keys(seen ?? {})).toEqual(expect.arrayContaining(['envelope', 'session', 'body']));
+    expect(abortedWhileOpen).toBe(false);
+    p.abort(new Error('client went away'));
+    expect(seen?.aborted).toBe(true);
+    expect(seen?.signal.aborted).toBe(true); // made after the abort: born aborted
+    expect(seen?.signal.reason).toEqual(new Error('client went away'));
+  });
+
   test('a returned Reply is sent as it is', async () => {
     const p = make({ messageReceivedHandler: () => new Reply(550, 'spam', '5.7.1') });
     expect(finals(await session(p, DATA_SCRIPT))[4]).toBe('550 5.7.1 spam');
