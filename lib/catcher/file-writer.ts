@@ -5,12 +5,19 @@ import { Worker } from 'node:worker_threads';
 export interface SmallMessageFiles {
   dir: string;
   id: string;
-  eml: Buffer;
+  /** The message bytes, in one piece or as the chunks they arrived in. */
+  eml: Uint8Array | readonly Uint8Array[];
   json: string;
   fsync: boolean;
 }
 
-interface Job extends SmallMessageFiles {
+interface Job {
+  dir: string;
+  id: string;
+  /** A copy of the bytes in an ArrayBuffer of its own, moved (not cloned) to the thread. */
+  eml: Uint8Array;
+  json: string;
+  fsync: boolean;
   job: number;
 }
 
@@ -89,7 +96,7 @@ export class SmallFileWriter {
       this.queued.push({
         dir: files.dir.endsWith(path.sep) ? files.dir : files.dir + path.sep,
         id: files.id,
-        eml: files.eml,
+        eml: ownCopy(files.eml),
         json: files.json,
         fsync: files.fsync,
         job,
@@ -128,7 +135,10 @@ export class SmallFileWriter {
     const worker = this.worker ?? this.start();
     this.inFlight = this.queued;
     this.queued = [];
-    worker.postMessage(this.inFlight);
+    worker.postMessage(
+      this.inFlight,
+      this.inFlight.map((job) => job.eml.buffer as ArrayBuffer),
+    );
   }
 
   private start(): Worker {
@@ -171,6 +181,24 @@ export class SmallFileWriter {
   private failJobs(jobs: Job[], error: Error): void {
     for (const job of jobs) this.settle({ job: job.job, error: { message: error.message } });
   }
+}
+
+/**
+ * The bytes in a Buffer whose ArrayBuffer holds exactly them and nothing else, so it can be moved
+ * to the thread. Posting a view instead clones its whole ArrayBuffer: a 1 KB message cut from the
+ * framer's 256 KB slab (or from a large socket read) shipped all of it, ~300 µs per message.
+ */
+function ownCopy(parts: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  const list = parts instanceof Uint8Array ? [parts] : parts;
+  let size = 0;
+  for (const part of list) size += part.length;
+  const copy = Buffer.allocUnsafeSlow(size); // never pooled: its ArrayBuffer is this copy's alone
+  let at = 0;
+  for (const part of list) {
+    copy.set(part, at);
+    at += part.length;
+  }
+  return copy;
 }
 
 /** How long close() lets the thread finish the batch it holds. */

@@ -59,8 +59,7 @@ export async function storeMessage(
       // (checked before and after the thread wrote; the catch below removes what it wrote).
       const gone = (): boolean => message.aborted ?? message.signal.aborted;
       if (gone()) message.signal.throwIfAborted();
-      const eml = head.length === 1 ? head[0] : Buffer.concat(head, size);
-      await options.writer.write({ dir, id, eml, json, fsync: options.fsync === true });
+      await options.writer.write({ dir, id, eml: head, json, fsync: options.fsync === true });
       if (gone()) message.signal.throwIfAborted();
       return record;
     }

@@ -343,8 +343,10 @@ function joinCuts(buf: Buffer, cuts: number[], used: number, heldCr: boolean): B
   const out = fromSlab(total);
   let at = 0;
   if (heldCr) out[at++] = CR;
+  // Views of a plain Uint8Array: its built-in subarray is cheaper than Buffer's (a JS wrapper).
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
   for (let i = 0; i < used; i += 2) {
-    out.set(buf.subarray(cuts[i], cuts[i + 1]), at);
+    out.set(bytes.subarray(cuts[i], cuts[i + 1]), at);
     at += cuts[i + 1] - cuts[i];
   }
   return out;

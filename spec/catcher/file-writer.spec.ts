@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { SmallFileWriter } from '../../lib/catcher/file-writer';
 import { storeMessage } from '../../lib/catcher/maildir';
 import { MessageBody, type IncomingMessage } from '../../lib/index';
@@ -24,6 +25,40 @@ describe('SmallFileWriter', () => {
     expect((await fs.readdir(dir)).sort()).toEqual(['ONE.eml', 'ONE.json']);
     expect((await fs.readFile(path.join(dir, 'ONE.eml'))).equals(eml)).toBe(true);
     expect(await fs.readFile(path.join(dir, 'ONE.json'), 'utf8')).toBe(json);
+  });
+
+  it('moves a copy of just the message bytes to the thread; the caller keeps its buffers whole', async () => {
+    const slab = Buffer.alloc(256 * 1024, 0x61); // a 1 KB message cut from a big buffer, as the framer does
+    const view = slab.subarray(1000, 2024);
+    const parts = [Buffer.from('Subject: two\r\n'), slab.subarray(0, 10)];
+    // What each hand-off carried, read before the move detaches it.
+    const posted: Array<{ sizes: number[]; moved: number }> = [];
+    const original = Worker.prototype.postMessage;
+    const post = jest.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (
+      this: Worker,
+      jobs: unknown,
+      transfer?: readonly unknown[],
+    ) {
+      posted.push({
+        sizes: (jobs as Array<{ eml: Uint8Array }>).map((job) => job.eml.buffer.byteLength),
+        moved: transfer?.length ?? 0,
+      });
+      return original.call(this, jobs, transfer as ArrayBuffer[]);
+    });
+    try {
+      await writer.write({ dir, id: 'VIEW', eml: view, json: '{}', fsync: false });
+      await writer.write({ dir, id: 'PARTS', eml: parts, json: '{}', fsync: false });
+    } finally {
+      post.mockRestore();
+    }
+    expect(posted).toEqual([
+      { sizes: [1024], moved: 1 },
+      { sizes: [14 + 10], moved: 1 },
+    ]);
+    expect(slab.buffer.byteLength).toBe(256 * 1024); // not detached
+    expect(view.every((byte) => byte === 0x61)).toBe(true);
+    expect((await fs.readFile(path.join(dir, 'VIEW.eml'))).equals(view)).toBe(true);
+    expect(await fs.readFile(path.join(dir, 'PARTS.eml'), 'latin1')).toBe('Subject: two\r\naaaaaaaaaa');
   });
 
   it('answers concurrent writes each with its own outcome', async () => {
