@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 // Crockford base32: sortable as text, no ambiguous letters.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const RANDOM_DIGITS = 16;
 
 let lastTime = -1;
-let lastRandom: number[] = [];
+let timeText = '';
+const randomDigits = new Uint8Array(RANDOM_DIGITS);
 
 /**
  * A message id that sorts by arrival, also across processes: 10 characters of millisecond time,
@@ -13,22 +15,28 @@ let lastRandom: number[] = [];
  */
 export function nextMessageId(now = Date.now()): string {
   if (now <= lastTime) {
-    increment(lastRandom);
+    increment(randomDigits);
   } else {
     lastTime = now;
-    const bytes = randomBytes(16);
-    lastRandom = Array.from(bytes, (b) => b & 31);
+    timeText = renderTime(now); // once per millisecond, not per message
+    randomFillSync(randomDigits);
+    for (let i = 0; i < RANDOM_DIGITS; i++) randomDigits[i] &= 31;
   }
-  let time = '';
-  let t = lastTime;
-  for (let i = 0; i < 10; i++) {
-    time = ALPHABET[t % 32] + time;
-    t = Math.floor(t / 32);
-  }
-  return time + lastRandom.map((d) => ALPHABET[d]).join('');
+  let id = timeText;
+  for (let i = 0; i < RANDOM_DIGITS; i++) id += ALPHABET[randomDigits[i]];
+  return id;
 }
 
-function increment(digits: number[]): void {
+function renderTime(time: number): string {
+  let text = '';
+  for (let i = 0; i < 10; i++) {
+    text = ALPHABET[time % 32] + text;
+    time = Math.floor(time / 32);
+  }
+  return text;
+}
+
+function increment(digits: Uint8Array): void {
   for (let i = digits.length - 1; i >= 0; i--) {
     if (digits[i] < 31) {
       digits[i]++;

@@ -1,10 +1,10 @@
 import * as crypto from 'node:crypto';
 import { nextMessageId } from '../../lib/catcher/ids';
 
-// randomBytes stays real unless a test says otherwise (node:crypto's exports cannot be spied on).
+// randomFillSync stays real unless a test says otherwise (node:crypto's exports cannot be spied on).
 jest.mock('node:crypto', () => {
   const actual = jest.requireActual<typeof import('node:crypto')>('node:crypto');
-  return { ...actual, randomBytes: jest.fn(actual.randomBytes) };
+  return { ...actual, randomFillSync: jest.fn(actual.randomFillSync) };
 });
 
 const CROCKFORD = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -55,9 +55,11 @@ describe('nextMessageId', () => {
 
   it('carries from one digit into the next', () => {
     // The last random digit at 31 (Z): the next id in the same millisecond carries.
-    const bytes = Buffer.alloc(16, 0);
-    bytes[15] = 31;
-    jest.mocked(crypto.randomBytes).mockImplementationOnce((() => bytes) as never);
+    jest.mocked(crypto.randomFillSync).mockImplementationOnce(((digits: Uint8Array) => {
+      digits.fill(0);
+      digits[15] = 31;
+      return digits;
+    }) as never);
     const t = later();
     const first = nextMessageId(t);
     const second = nextMessageId(t);
