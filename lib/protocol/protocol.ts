@@ -276,7 +276,7 @@ export class Protocol {
 
   /** Enhanced status codes go on the wire while ENHANCEDSTATUSCODES is on (RFC 2034). */
   get enhancedStatusCodes(): boolean {
-    return this.hasExtension('ENHANCEDSTATUSCODES');
+    return this.registry.names.has('ENHANCEDSTATUSCODES'); // read per batch of replies: no upper-casing
   }
 
   /** SASL mechanisms usable now: those the hooks can verify, or what the mechanisms hook says. */
