@@ -189,7 +189,7 @@ export class SmallFileWriter {
  * framer's 256 KB slab (or from a large socket read) shipped all of it, ~300 µs per message.
  */
 function ownCopy(parts: Uint8Array | readonly Uint8Array[]): Uint8Array {
-  const list = parts instanceof Uint8Array ? [parts] : parts;
+  const list = ArrayBuffer.isView(parts) ? [parts] : parts; // isView: also a Buffer of another realm
   let size = 0;
   for (const part of list) size += part.length;
   const copy = Buffer.allocUnsafeSlow(size); // never pooled: its ArrayBuffer is this copy's alone

@@ -151,28 +151,20 @@ export class MessageBody implements AsyncIterable<Buffer> {
 const ITERATION_DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
 
 /**
- * `for await` over a MessageBody. A `next()` called while an earlier one still waits for text is
- * answered after it, in order. One wake-up function per iterator, not a closure per wait.
+ * `for await` over a MessageBody. `next()` calls are answered in the order they were made, also
+ * when several wait for text at once. One wake-up function per iterator, not a closure per wait.
  */
 class BodyIterator implements AsyncIterableIterator<Buffer> {
   private finished = false;
-  private waiting: Promise<IteratorResult<Buffer>> | undefined;
-  private resolveWaiting: ((result: IteratorResult<Buffer>) => void) | undefined;
-  private rejectWaiting: ((error: unknown) => void) | undefined;
+  /** `next()` calls not answered yet, oldest first. */
+  private readonly waiters: Array<{
+    resolve: (result: IteratorResult<Buffer>) => void;
+    reject: (error: unknown) => void;
+  }> = [];
+  private listening = false;
   private readonly wake = (): void => {
-    const resolve = this.resolveWaiting;
-    const reject = this.rejectWaiting;
-    if (resolve === undefined || reject === undefined) return;
-    let answer: IteratorResult<Buffer> | null;
-    try {
-      answer = this.poll();
-    } catch (error) {
-      this.stopWaiting();
-      return reject(error);
-    }
-    if (answer === null) return this.body.onReadable(this.wake); // nothing new after all: wait on
-    this.stopWaiting();
-    resolve(answer);
+    this.listening = false;
+    this.answerWaiters();
   };
 
   constructor(private readonly body: MessageBody) {}
@@ -182,23 +174,20 @@ class BodyIterator implements AsyncIterableIterator<Buffer> {
   }
 
   next(): Promise<IteratorResult<Buffer>> {
-    if (this.waiting !== undefined) {
-      const after = (): Promise<IteratorResult<Buffer>> => this.next();
-      return this.waiting.then(after, after);
+    if (this.waiters.length === 0) {
+      let answer: IteratorResult<Buffer> | null;
+      try {
+        answer = this.poll();
+      } catch (error) {
+        return Promise.reject(error as Error);
+      }
+      if (answer !== null) return Promise.resolve(answer);
     }
-    let answer: IteratorResult<Buffer> | null;
-    try {
-      answer = this.poll();
-    } catch (error) {
-      return Promise.reject(error as Error);
-    }
-    if (answer !== null) return Promise.resolve(answer);
-    this.waiting = new Promise<IteratorResult<Buffer>>((resolve, reject) => {
-      this.resolveWaiting = resolve;
-      this.rejectWaiting = reject;
-    });
-    this.body.onReadable(this.wake);
-    return this.waiting;
+    const answer = new Promise<IteratorResult<Buffer>>((resolve, reject) =>
+      this.waiters.push({ resolve, reject }),
+    );
+    this.listen();
+    return answer;
   }
 
   return(): Promise<IteratorResult<Buffer>> {
@@ -207,6 +196,28 @@ class BodyIterator implements AsyncIterableIterator<Buffer> {
       if (!this.body.ended) this.body.discard();
     }
     return Promise.resolve(ITERATION_DONE);
+  }
+
+  /** Answers waiting calls, oldest first, as far as the body has something to say. */
+  private answerWaiters(): void {
+    const { waiters } = this;
+    while (waiters.length > 0) {
+      let answer: IteratorResult<Buffer> | null;
+      try {
+        answer = this.poll();
+      } catch (error) {
+        waiters.shift()?.reject(error); // the calls behind it then see the end
+        continue;
+      }
+      if (answer === null) return this.listen();
+      waiters.shift()?.resolve(answer);
+    }
+  }
+
+  private listen(): void {
+    if (this.listening) return;
+    this.listening = true;
+    this.body.onReadable(this.wake); // at once if something is already there
   }
 
   /** What is queued now; null when the body has nothing to say yet. Throws the body's failure once. */
@@ -225,11 +236,5 @@ class BodyIterator implements AsyncIterableIterator<Buffer> {
       return ITERATION_DONE;
     }
     return { done: false, value: chunk };
-  }
-
-  private stopWaiting(): void {
-    this.waiting = undefined;
-    this.resolveWaiting = undefined;
-    this.rejectWaiting = undefined;
   }
 }

@@ -313,6 +313,7 @@ export class Framer {
       this.pos = end;
     }
     const chunk = joinCuts(buf, cuts, ncuts, heldCr);
+    if (cuts.length > MAX_KEPT_CUTS) cuts.length = 0; // a huge chunk full of stuffed lines: let it go
     if (finished >= 0) {
       if (chunk === undefined) return this.finishText(finished);
       this.textEnded = true;
@@ -354,6 +355,8 @@ function joinCuts(buf: Buffer, cuts: number[], used: number, heldCr: boolean): B
 
 /** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, shared by all framers. */
 const CUTS: number[] = [];
+/** Scratch entries kept between chunks (a 64 KB read of one-byte stuffed lines needs ~43,000). */
+const MAX_KEPT_CUTS = 65536;
 
 // Frames without data are shared (one object fewer per message).
 const BODY_END: Frame = Object.freeze({ type: FrameType.BodyEnd });

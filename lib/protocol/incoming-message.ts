@@ -7,18 +7,23 @@ import type { Envelope, IncomingMessage, SessionInfo } from './types';
  * are two new closures per message, this shape is made once.
  */
 export class HookMessage implements IncomingMessage {
+  // A real private field: not copied by a spread, not printed by JSON.stringify.
+  readonly #abortState: LazyAbort;
+
   constructor(
     readonly envelope: Envelope,
     readonly session: SessionInfo,
     readonly body: MessageBody,
-    private readonly abortState: LazyAbort,
-  ) {}
+    abortState: LazyAbort,
+  ) {
+    this.#abortState = abortState;
+  }
 
   get signal(): AbortSignal {
-    return this.abortState.signal;
+    return this.#abortState.signal;
   }
 
   get aborted(): boolean {
-    return this.abortState.aborted;
+    return this.#abortState.aborted;
   }
 }

@@ -183,6 +183,21 @@ describe('MessageBody', () => {
     await expect(reading).rejects.toThrow('too big');
   });
 
+  it('a next() made right after text woke an earlier one still waits its turn', async () => {
+    const body = new MessageBody();
+    const iterator = body[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const second = iterator.next();
+    body.push(bytes('c1')); // answers `first` at once
+    const third = iterator.next(); // same tick: must come after `second`
+    body.push(bytes('c2'));
+    body.push(bytes('c3'));
+    body.end();
+    const values = (await Promise.all([first, second, third])).map((r) => r.value?.toString());
+    expect(values).toEqual(['c1', 'c2', 'c3']);
+    expect(await iterator.next()).toEqual({ done: true, value: undefined });
+  });
+
   it('next() calls queued behind one that is rejected end the iteration instead of rejecting too', async () => {
     const body = new MessageBody();
     const iterator = body[Symbol.asyncIterator]();
