@@ -100,6 +100,21 @@ const SERVERS = {
     // The 1 GiB test must not hit the default 25 MiB limit.
     bigArgs: (size) => ['--max-size', String(size * 2)],
   },
+  // Issue #6: scaling out is measured on its own; the targets compare one process with one process.
+  'catcher-workers': {
+    label: 'catcher --workers 2 (ours, storing, 2 processes)',
+    script: path.join(distRel, 'lib', 'catcher', 'cli.js'),
+    stores: true,
+    tree: true, // CPU and RSS summed over the primary and its workers
+    nodeArgs: (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
+      .split(/\s+/)
+      .filter(Boolean),
+    extraArgs: [
+      ...(process.env.SMTP_BENCH_CATCHER_ARGS ?? '--quiet').split(/\s+/).filter(Boolean),
+      '--workers',
+      '2',
+    ],
+  },
   'smtp-server-store': {
     label: 'smtp-server storing',
     script: 'bench/servers/smtp-server-store.js',
@@ -126,6 +141,7 @@ const LOOPBACK_ORDER = [
   'session-discard',
   'raw-ceiling',
   'smtp-server-discard',
+  'catcher-workers',
 ];
 /**
  * Node flags for every server in the idle-sessions test. Accepting 4,000 connections grows V8's
@@ -307,7 +323,7 @@ async function startServer(key, extraArgs = [], nodeArgs = null) {
     maildir,
     stderrTail,
     alive: () => !child.exitInfo,
-    rssKB: () => (u.procMemory(pid) || {}).rssKB || null,
+    rssKB: () => (def.tree ? u.treeRssKB(pid) : (u.procMemory(pid) || {}).rssKB) || null,
     /** Full GC in the server (through gc-hook.js), then a short settle. */
     async gc() {
       if (child.exitInfo) return false;
@@ -324,12 +340,12 @@ async function startServer(key, extraArgs = [], nodeArgs = null) {
   };
 }
 
-/** Max VmRSS sampled every 100 ms. */
-function rssSampler(pid) {
+/** Max VmRSS sampled every 100 ms (summed over the process tree with `tree`). */
+function rssSampler(pid, tree = false) {
   let maxKB = 0;
   const take = () => {
-    const m = u.procMemory(pid);
-    if (m && m.rssKB > maxKB) maxKB = m.rssKB;
+    const kB = tree ? u.treeRssKB(pid) : (u.procMemory(pid) || {}).rssKB;
+    if (kB && kB > maxKB) maxKB = kB;
   };
   take();
   const timer = setInterval(take, 100);
@@ -410,9 +426,11 @@ async function loopbackRun(key, sz, rep) {
     await sleep(100);
     await srv.gc();
     const idleKB = srv.rssKB();
-    u.resetPeak(srv.pid);
-    const sampler = rssSampler(srv.pid);
-    const cpu0 = u.procCpuSeconds(srv.pid);
+    const tree = SERVERS[key].tree === true;
+    const cpuSeconds = tree ? u.treeCpuSeconds : u.procCpuSeconds;
+    if (!tree) u.resetPeak(srv.pid);
+    const sampler = rssSampler(srv.pid, tree);
+    const cpu0 = cpuSeconds(srv.pid);
     const busy0 = u.machineBusySeconds();
     const self0 = process.cpuUsage();
     const wall0 = performance.now();
@@ -435,13 +453,13 @@ async function loopbackRun(key, sz, rep) {
       ],
       120000,
     );
-    const cpu1 = u.procCpuSeconds(srv.pid);
+    const cpu1 = cpuSeconds(srv.pid);
     const busy1 = u.machineBusySeconds();
     const self1 = process.cpuUsage(self0);
     const wallSec = (performance.now() - wall0) / 1000;
     const maxSampledKB = sampler.stop();
     const handled = (load.messages || 0) + (load.warmupMessages || 0);
-    const mem = u.procMemory(srv.pid) || {};
+    const mem = (!tree && u.procMemory(srv.pid)) || {};
     const run = {
       key,
       size: sz.label,

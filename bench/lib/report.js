@@ -11,6 +11,7 @@ const LOOPBACK_KEYS = [
   'session-discard',
   'raw-ceiling',
   'smtp-server-discard',
+  'catcher-workers',
 ];
 const COLORS = {
   catcher: '#1f77b4',
@@ -18,6 +19,7 @@ const COLORS = {
   'session-discard': '#2ca02c',
   'raw-ceiling': '#7f7f7f',
   'smtp-server-discard': '#d62728',
+  'catcher-workers': '#9467bd',
 };
 
 /** Median row per server and size. */
@@ -98,6 +100,12 @@ const RATIOS = [
     a: 'smtp-server-discard',
     b: 'raw-ceiling',
     name: 'smtp-server discarding / raw ceiling (e/d)',
+    goals: {},
+  },
+  {
+    a: 'catcher-workers',
+    b: 'catcher',
+    name: 'catcher --workers 2 / catcher in one process (f/a)',
     goals: {},
   },
 ];
@@ -269,7 +277,10 @@ function renderMarkdown(results, { servers }) {
       `Measured messages per session: ${lb.sizes.map((s) => `${s.messages} at ${s.label} (after ${s.warmup} warm-up)`).join(', ')}. ` +
         'Latency: body written → final 250 read. Peak RSS: VmHWM of the server process (reset after start). ' +
         'Server CPU: utime+stime of the server over the load run / messages. Client CPU: the load generator, % of one core. ' +
-        'Other CPU: what other processes on the machine used meanwhile, % of one core (high = noisy numbers).',
+        'Other CPU: what other processes on the machine used meanwhile, % of one core (high = noisy numbers). ' +
+        '`catcher-workers` is the catcher with `--workers 2` (node:cluster, two processes on one port): ' +
+        'scaling out, measured on its own (no target); its CPU and RSS are summed over the primary and ' +
+        'its workers, which share the 2 cores with the load generator.',
       '',
     );
     out.push(

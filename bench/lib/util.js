@@ -94,6 +94,54 @@ function procMemory(pid) {
   return { rssKB: field('VmRSS'), hwmKB: field('VmHWM') };
 }
 
+/** A process and all its descendants (from /proc/<pid>/task/<tid>/children), parents first. */
+function processTree(pid) {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    let tasks;
+    try {
+      tasks = fs.readdirSync(`/proc/${all[i]}/task`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const tid of tasks) {
+      let text;
+      try {
+        text = fs.readFileSync(`/proc/${all[i]}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const child of text.split(' ')) if (child.trim() !== '') all.push(Number(child));
+    }
+  }
+  return all;
+}
+
+/** procCpuSeconds summed over a process and its descendants (--workers), or null. */
+function treeCpuSeconds(pid) {
+  let total = 0;
+  for (const member of processTree(pid)) {
+    const seconds = procCpuSeconds(member);
+    if (seconds === null) return member === pid ? null : total;
+    total += seconds;
+  }
+  return total;
+}
+
+/** VmRSS summed over a process and its descendants, in KiB, or null when it is gone. */
+function treeRssKB(pid) {
+  let total = 0;
+  for (const member of processTree(pid)) {
+    const m = procMemory(member);
+    if (m === null) {
+      if (member === pid) return null;
+      continue;
+    }
+    total += m.rssKB || 0;
+  }
+  return total;
+}
+
 /** utime + stime of a process in seconds (from /proc/<pid>/stat), or null. */
 function procCpuSeconds(pid) {
   let text;
@@ -315,6 +363,8 @@ module.exports = {
   percentile,
   procMemory,
   procCpuSeconds,
+  treeCpuSeconds,
+  treeRssKB,
   machineBusySeconds,
   resetPeak,
   freePort,
