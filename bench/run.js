@@ -84,36 +84,33 @@ const cfg = {
 // Servers under test. `script` is relative to the repository root.
 
 const distRel = path.relative(u.ROOT, u.DIST) || '.';
+// The Node flags the catcher's bin and `npm start` run it with (see lib/catcher/cli.ts).
+const CATCHER_NODE_ARGS = (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
+  .split(/\s+/)
+  .filter(Boolean);
+// Extra CLI flags for every catcher run (default --quiet: no log line per message, like the
+// smtp-server storing server); SMTP_BENCH_CATCHER_ARGS='' runs it as `npm start` does.
+const CATCHER_ARGS = (process.env.SMTP_BENCH_CATCHER_ARGS ?? '--quiet').split(/\s+/).filter(Boolean);
+const CATCHER_SCRIPT = path.join(distRel, 'lib', 'catcher', 'cli.js');
 const SERVERS = {
   catcher: {
     label: 'catcher (ours, storing)',
-    script: path.join(distRel, 'lib', 'catcher', 'cli.js'),
+    script: CATCHER_SCRIPT,
     stores: true,
     missing: 'run `npm run build` (the catcher CLI is built from lib/catcher)',
-    // The Node flags the catcher's bin and `npm start` run it with (see lib/catcher/cli.ts).
-    nodeArgs: (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
-      .split(/\s+/)
-      .filter(Boolean),
-    // Extra CLI flags for every catcher run (default --quiet: no log line per message, like the
-    // smtp-server storing server); SMTP_BENCH_CATCHER_ARGS='' runs it as `npm start` does.
-    extraArgs: (process.env.SMTP_BENCH_CATCHER_ARGS ?? '--quiet').split(/\s+/).filter(Boolean),
+    nodeArgs: CATCHER_NODE_ARGS,
+    extraArgs: CATCHER_ARGS,
     // The 1 GiB test must not hit the default 25 MiB limit.
     bigArgs: (size) => ['--max-size', String(size * 2)],
   },
   // Issue #6: scaling out is measured on its own; the targets compare one process with one process.
   'catcher-workers': {
     label: 'catcher --workers 2 (ours, storing, 2 processes)',
-    script: path.join(distRel, 'lib', 'catcher', 'cli.js'),
+    script: CATCHER_SCRIPT,
     stores: true,
     tree: true, // CPU and RSS summed over the primary and its workers
-    nodeArgs: (process.env.SMTP_BENCH_CATCHER_NODE_ARGS ?? '--max-semi-space-size=1')
-      .split(/\s+/)
-      .filter(Boolean),
-    extraArgs: [
-      ...(process.env.SMTP_BENCH_CATCHER_ARGS ?? '--quiet').split(/\s+/).filter(Boolean),
-      '--workers',
-      '2',
-    ],
+    nodeArgs: CATCHER_NODE_ARGS,
+    extraArgs: [...CATCHER_ARGS, '--workers', '2'],
   },
   'smtp-server-store': {
     label: 'smtp-server storing',
