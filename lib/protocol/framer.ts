@@ -246,8 +246,10 @@ export class Framer {
     if (p >= end) return undefined;
     let emitFrom = p;
     // Text kept as [from, to) pairs of `buf`; joined once at the end (no view per line). The scratch
-    // array is shared and never shrunk (`length = 0` would drop its storage, regrown every chunk).
+    // is shared and emptied per chunk. (Keeping its storage between chunks was no faster and, with
+    // less garbage per chunk, V8 collected dead slabs later: a 1 GiB stream's RSS grew 8 → 11 MB.)
     const cuts = CUTS; // nextText runs to completion before anyone else can use it
+    cuts.length = 0;
     let ncuts = 0;
     // `.` CR at a line start, then not LF: a stuffed dot; the held CR is text again.
     const heldCr = this.dataState === DataState.DotCr && buf[p] !== LF;
@@ -313,7 +315,6 @@ export class Framer {
       this.pos = end;
     }
     const chunk = joinCuts(buf, cuts, ncuts, heldCr);
-    if (cuts.length > MAX_KEPT_CUTS) cuts.length = 0; // a huge chunk full of stuffed lines: let it go
     if (finished >= 0) {
       if (chunk === undefined) return this.finishText(finished);
       this.textEnded = true;
@@ -355,8 +356,6 @@ function joinCuts(buf: Buffer, cuts: number[], used: number, heldCr: boolean): B
 
 /** Scratch for nextText: kept ranges as flat [from, to, from, to…] pairs, shared by all framers. */
 const CUTS: number[] = [];
-/** Scratch entries kept between chunks (a 64 KB read of one-byte stuffed lines needs ~43,000). */
-const MAX_KEPT_CUTS = 65536;
 
 // Frames without data are shared (one object fewer per message).
 const BODY_END: Frame = Object.freeze({ type: FrameType.BodyEnd });
