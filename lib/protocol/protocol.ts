@@ -104,6 +104,20 @@ export const DEFAULTS = {
 const ALLOWED_BEFORE_TLS = new Set(['NOOP', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'QUIT', 'RSET']);
 /** Verbs whose arguments may hold UTF-8 (addresses, RFC 6531). */
 const UTF8_VERBS = new Set(['MAIL', 'RCPT', 'VRFY', 'EXPN']);
+/** The verbs `dispatch` handles itself; the rest of the transition table belongs to extensions. */
+const CORE_VERBS = new Set([
+  'HELO',
+  'EHLO',
+  'LHLO',
+  'MAIL',
+  'RCPT',
+  'DATA',
+  'RSET',
+  'NOOP',
+  'QUIT',
+  'HELP',
+  'VRFY',
+]);
 
 interface MessageInProgress {
   body: MessageBody;
@@ -579,7 +593,7 @@ export class Protocol {
         this.emit(reply('Bye'), false);
         return this.finish();
       case 'HELP':
-        return this.emit(reply('Help', this.knownVerbs().join(' ')));
+        return this.emit(reply('Help', this.offeredVerbs().join(' ')));
       case 'VRFY':
         if (command.args === '') return this.emit(reply('SyntaxError', 'VRFY needs an argument'));
         return this.emit(reply('CannotVrfy'));
@@ -600,11 +614,7 @@ export class Protocol {
     if (verb === 'HELO') return this.emit(reply('Hello', this.hostname, args));
     const lines = [`${this.hostname} Hello ${args}`];
     for (const extension of this.registry.extensions) {
-      if (
-        this.isDisabled(extension.name) ||
-        Object.keys(extension.verbs ?? {}).some((v) => this.isDisabled(v))
-      )
-        continue;
+      if (this.switchedOff(extension)) continue;
       let keywords: string | readonly string[] | undefined;
       try {
         keywords = extension.ehlo?.(this); // may call a hook (the mechanisms list)
@@ -1145,11 +1155,36 @@ export class Protocol {
     return false;
   }
 
-  private knownVerbs(): string[] {
-    const base = Object.keys(TRANSITIONS).filter(
-      (verb) => !isWrongHello(verb, this.lmtp) && !UNIMPLEMENTED_VERBS.has(verb),
+  /** The extension, or one of its verbs, is switched off for this session (`disabledCommands`). */
+  private switchedOff(extension: Extension): boolean {
+    return (
+      this.isDisabled(extension.name) || Object.keys(extension.verbs ?? {}).some((v) => this.isDisabled(v))
     );
-    return [...base, ...[...this.registry.verbs.keys()].filter((verb) => !base.includes(verb))];
+  }
+
+  /**
+   * The verbs HELP lists: the core's own, and those of the extensions this session offers now (an
+   * extension whose EHLO keyword stays silent, like STARTTLS without a TLS hook or under TLS, or
+   * AUTH without a way to check credentials, has its verbs left out too).
+   */
+  private offeredVerbs(): string[] {
+    const offered = new Set<string>();
+    for (const extension of this.registry.extensions) {
+      if (extension.verbs === undefined || this.switchedOff(extension)) continue;
+      let silent: boolean;
+      try {
+        silent = extension.ehlo !== undefined && extension.ehlo(this) === undefined;
+      } catch {
+        silent = true; // a failing hook offers nothing
+      }
+      if (!silent) for (const verb of Object.keys(extension.verbs)) offered.add(verb.toUpperCase());
+    }
+    const core = Object.keys(TRANSITIONS).filter((verb) =>
+      CORE_VERBS.has(verb) ? !isWrongHello(verb, this.lmtp) : offered.has(verb),
+    );
+    return [...core, ...[...offered].filter((verb) => !core.includes(verb))].filter(
+      (verb) => !this.isDisabled(verb),
+    );
   }
 
   private log(message: string): void {

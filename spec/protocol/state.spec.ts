@@ -221,6 +221,28 @@ describe('state table: every verb in every reachable state', () => {
     ]);
   });
 
+  test('HELP lists only what this session offers now', async () => {
+    const helpLine = async (p: Protocol, before = ''): Promise<string> =>
+      lines(await session(p, `${before}HELP\r\n`)).at(-2) ?? '';
+    // No TLS hook, no way to check passwords: no STARTTLS, no AUTH.
+    expect(await helpLine(make())).toBe(
+      '214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY',
+    );
+    // Without CHUNKING, or with BDAT or VRFY switched off, those go too.
+    expect(await helpLine(make({ disabledExtensions: ['CHUNKING'] }))).not.toContain('BDAT');
+    const trimmed = await helpLine(make({ disabledCommands: ['BDAT', 'VRFY'] }));
+    expect(trimmed).toBe('214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP');
+    // Under TLS, STARTTLS is no longer offered; AUTH still is.
+    const secure = newProtocol();
+    await session(secure, 'EHLO c\r\nSTARTTLS\r\n');
+    secure.tlsStarted();
+    expect(await helpLine(secure)).toBe(
+      '214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY AUTH',
+    );
+    // LMTP: LHLO instead of HELO and EHLO.
+    expect(await helpLine(make({ lmtp: true }))).toMatch(/^214-2\.0\.0 Commands: LHLO MAIL RCPT DATA /);
+  });
+
   test('the table module agrees with the protocol: HELO/EHLO from every open state', () => {
     expect(TRANSITIONS.HELO.from).toEqual([State.Establish, State.Mail, State.Rcpt, State.Bdat]);
     expect(TRANSITIONS.MAIL).toEqual({ from: [State.Mail], to: State.Rcpt });
