@@ -8,11 +8,8 @@ import nodemailer, { type SendMailOptions } from 'nodemailer';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import type { AuthRequest } from '../../lib/stream/events';
 import type { SmtpSessionStream } from '../../lib/stream/session-stream';
-import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
-import { HOST, cleanup, store, track, type StoredMessage } from '../stream/helpers';
+import { HOST, cleanup, store, track, type StoredMessage, tlsOptions } from '../stream/helpers';
 
-const certificate = createSelfSignedCertificate();
-const tlsOptions = { key: certificate.key, cert: certificate.cert };
 const TIMEOUTS = { connectionTimeout: 3000, greetingTimeout: 3000, socketTimeout: 5000 };
 
 afterEach(cleanup);
@@ -95,7 +92,7 @@ describe('nodemailer', () => {
   });
 
   test.each(['PLAIN', 'LOGIN'])('STARTTLS + AUTH %s', async (method) => {
-    const { port, stored, auth } = await startServer({ tls: tlsOptions, requireAuth: true });
+    const { port, stored, auth } = await startServer({ tls: tlsOptions(), requireAuth: true });
     const raw = await compose(sampleMail(2));
     const transport = nodemailer.createTransport({
       host: '127.0.0.1',
@@ -116,7 +113,7 @@ describe('nodemailer', () => {
   });
 
   test('a wrong password surfaces as EAUTH with 535', async () => {
-    const { port, stored } = await startServer({ tls: tlsOptions, requireAuth: true });
+    const { port, stored } = await startServer({ tls: tlsOptions(), requireAuth: true });
     const transport = nodemailer.createTransport({
       host: '127.0.0.1',
       port,

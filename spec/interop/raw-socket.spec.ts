@@ -14,9 +14,8 @@ import {
   store,
   track,
   type StoredMessage,
+  GREETING,
 } from '../stream/helpers';
-
-const GREETING = `220 ${HOST} ESMTP smtp-session-stream\r\n`;
 
 afterEach(cleanup);
 

@@ -7,11 +7,7 @@ import { spawn } from 'node:child_process';
 import { Reply } from '../../lib/protocol/reply';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import type { AuthRequest, SmtpMessage } from '../../lib/stream/events';
-import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
-import { HOST, cleanup, store, track, type StoredMessage } from '../stream/helpers';
-
-const certificate = createSelfSignedCertificate();
-const tlsOptions = { key: certificate.key, cert: certificate.cert };
+import { HOST, cleanup, store, track, type StoredMessage, tlsOptions } from '../stream/helpers';
 
 afterEach(cleanup);
 
@@ -106,7 +102,7 @@ print(json.dumps({'refused': refused, 'noop': code}))
 
   test('starttls() + login(): the text arrives under TLS, authenticated', async () => {
     const { port, stored, auth } = await startServer({
-      tls: tlsOptions,
+      tls: tlsOptions(),
       requireTls: true,
       requireAuth: true,
     });
@@ -139,7 +135,7 @@ print(json.dumps({'authBeforeTls': before, 'login': code, 'version': s.sock.vers
   });
 
   test.each(['PLAIN', 'LOGIN'])('login() restricted to AUTH %s', async (method) => {
-    const { port, auth } = await startServer({ tls: tlsOptions });
+    const { port, auth } = await startServer({ tls: tlsOptions() });
     const out = await runJson(
       PREAMBLE +
         `

@@ -6,7 +6,6 @@ import { PassThrough } from 'node:stream';
 import * as tls from 'node:tls';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import type { SmtpSessionStream } from '../../lib/stream/session-stream';
-import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import {
   HOST,
   Peer,
@@ -20,13 +19,12 @@ import {
   track,
   within,
   type StoredMessage,
+  GREETING,
+  tlsOptions,
 } from '../stream/helpers';
 
-const GREETING = `220 ${HOST} ESMTP smtp-session-stream\r\n`;
 const TOO_MANY = `421 4.7.0 ${HOST} Error: too many connections, try again later\r\n`;
 const SHUTTING_DOWN = `421 4.3.2 ${HOST} Service shutting down\r\n`;
-const certificate = createSelfSignedCertificate();
-const tlsOptions = { key: certificate.key, cert: certificate.cert };
 
 afterEach(cleanup);
 
@@ -240,7 +238,7 @@ describe('abrupt clients', () => {
 
 describe('implicit TLS', () => {
   test('secure: true speaks TLS from the first byte; no STARTTLS; the message is stored', async () => {
-    const { port, stored } = await startServer({ secure: true, tls: tlsOptions });
+    const { port, stored } = await startServer({ secure: true, tls: tlsOptions() });
     const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'mx.test' });
     track(() => void socket.destroy());
     const peer = new Peer(socket);
@@ -258,7 +256,7 @@ describe('implicit TLS', () => {
   });
 
   test('a cleartext client on the TLS port: tlsClientError, the server goes on', async () => {
-    const { server, port } = await startServer({ secure: true, tls: tlsOptions });
+    const { server, port } = await startServer({ secure: true, tls: tlsOptions() });
     const errors: Error[] = [];
     server.on('tlsClientError', (e: Error) => errors.push(e));
     const plain = await connect(port);
@@ -277,7 +275,7 @@ describe('plumbing', () => {
   test('STARTTLS is offered with tls options; outputTransform sees every reply byte', async () => {
     const seen: Buffer[] = [];
     const { port } = await startServer({
-      tls: tlsOptions,
+      tls: tlsOptions(),
       outputTransform: () => {
         const tap = new PassThrough();
         tap.on('data', (b: Buffer) => seen.push(b));

@@ -12,7 +12,6 @@ import type { TlsInfo } from '../../lib/protocol/types';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import type { SmtpMessage } from '../../lib/stream/events';
 import { SmtpSessionStream, type SmtpSessionOptions } from '../../lib/stream/session-stream';
-import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import {
   HOST,
   Peer,
@@ -29,12 +28,11 @@ import {
   track,
   within,
   type StoredMessage,
+  GREETING,
+  tlsOptions,
 } from './helpers';
 
-const GREETING = `220 ${HOST} ESMTP smtp-session-stream\r\n`;
 const TOO_MANY = `421 4.7.0 ${HOST} Error: too many connections, try again later\r\n`;
-const certificate = createSelfSignedCertificate();
-const tlsOptions = { key: certificate.key, cert: certificate.cert };
 
 afterEach(async () => {
   jest.restoreAllMocks();
@@ -406,7 +404,7 @@ describe('attach over real sockets', () => {
     const secureEvents: TlsInfo[] = [];
     let secured = (): void => undefined;
     const securedEvent = new Promise<void>((resolve) => (secured = resolve));
-    const { port } = await startServer({ tls: tlsOptions }, (session) => {
+    const { port } = await startServer({ tls: tlsOptions() }, (session) => {
       sessions.push(session);
       store(session, stored);
       session.on('secure', (info: TlsInfo) => {

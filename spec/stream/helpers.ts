@@ -10,8 +10,18 @@ import * as tls from 'node:tls';
 import { SmtpSessionStream, type SmtpSessionOptions } from '../../lib/stream/session-stream';
 import type { SmtpMessage } from '../../lib/stream/events';
 import type { Envelope, SessionInfo } from '../../lib/protocol/types';
+import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 
 export const HOST = 'mx.test';
+/** What every session of these specs greets with (hostname HOST, default ident). */
+export const GREETING = `220 ${HOST} ESMTP smtp-session-stream\r\n`;
+
+let certificate: { key: string; cert: string } | undefined;
+/** A self-signed key and certificate for HOST, made once per test file on first use. */
+export function tlsOptions(): { key: string; cert: string } {
+  certificate ??= createSelfSignedCertificate();
+  return { key: certificate.key, cert: certificate.cert };
+}
 
 /** Everything opened by a test, closed by `cleanup()` in `afterEach`. */
 const openThings: Array<() => void | Promise<void>> = [];

@@ -12,7 +12,6 @@ import type { Command } from '../../lib/protocol/command';
 import type { TlsInfo } from '../../lib/protocol/types';
 import { AuthRequest, SmtpMessage } from '../../lib/stream/events';
 import { SmtpSessionStream, STREAM_DEFAULTS, type SmtpSessionOptions } from '../../lib/stream/session-stream';
-import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import {
   HOST,
   Peer,
@@ -32,11 +31,9 @@ import {
   track,
   within,
   type StoredMessage,
+  GREETING,
+  tlsOptions,
 } from './helpers';
-
-const GREETING = `220 ${HOST} ESMTP smtp-session-stream\r\n`;
-const certificate = createSelfSignedCertificate();
-const tlsOptions = { key: certificate.key, cert: certificate.cert };
 
 afterEach(cleanup);
 
@@ -844,7 +841,7 @@ describe('STARTTLS over an in-memory pair', () => {
   }
 
   test('secure event, STARTTLS gone from EHLO, state reset, message stored under TLS', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     const stored: StoredMessage[] = [];
     store(session, stored);
     const events: string[] = [];
@@ -895,7 +892,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('plaintext pipelined after STARTTLS is discarded, never executed inside TLS', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     const commands: string[] = [];
     session.on('command', (c: Command) => commands.push(c.orig));
     client.write(crlf('EHLO c', 'STARTTLS', 'MAIL FROM:<injected@evil.test>', 'RCPT TO:<victim@b.test>'));
@@ -910,7 +907,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('garbage instead of a handshake: tlsClientError, connection closed, process fine', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     const errors: Error[] = [];
     session.on('tlsClientError', (e: Error) => errors.push(e));
     session.on('error', () => undefined);
@@ -926,7 +923,7 @@ describe('STARTTLS over an in-memory pair', () => {
 
   test('no handshake within tlsHandshakeTimeout: the connection is closed', async () => {
     const { session, client } = memorySession({
-      tls: tlsOptions,
+      tls: tlsOptions(),
       tlsHandshakeTimeout: 100,
       idleTimeout: 5000,
     });
@@ -939,7 +936,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('a listener can refuse STARTTLS by rejecting: the session stays cleartext', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     session.on('starttls', async () => {
       throw new Error('no TLS for you');
     });
@@ -952,7 +949,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('under TLS, a client that does not read replies makes the session stop consuming input', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     client.write('EHLO c\r\nSTARTTLS\r\n');
     await client.waitFor('220 2.0.0 Ready');
     const { socket, peer } = await upgrade(client);
@@ -979,7 +976,7 @@ describe('STARTTLS over an in-memory pair', () => {
     ['close_notify (tls.end())', 'tls'],
     ['a FIN under TLS (the transport ends)', 'transport'],
   ])('half-close by %s right after the final dot: the message is still answered', async (_how, which) => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     let aborted = false;
     const stored: string[] = [];
     session.on('message', async (m: SmtpMessage) => {
@@ -1005,7 +1002,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('a TLS client that ends mid-DATA: the message is abandoned', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     let signal: AbortSignal | undefined;
     session.on('message', async (m: SmtpMessage) => {
       signal = m.signal;
@@ -1025,7 +1022,7 @@ describe('STARTTLS over an in-memory pair', () => {
   });
 
   test('the client ending its side under TLS ends the session', async () => {
-    const { session, client } = memorySession({ tls: tlsOptions });
+    const { session, client } = memorySession({ tls: tlsOptions() });
     client.write('EHLO c\r\nSTARTTLS\r\n');
     await client.waitFor('220 2.0.0 Ready');
     const { socket, peer } = await upgrade(client);
@@ -1042,11 +1039,11 @@ describe('implicit TLS', () => {
     const [clientSide, serverSide] = duplexPair();
     const serverTls = new tls.TLSSocket(serverSide as unknown as import('node:net').Socket, {
       isServer: true,
-      ...tlsOptions,
+      ...tlsOptions(),
     });
     const session = new SmtpSessionStream({
       hostname: HOST,
-      tls: tlsOptions, // offered only when not secure already
+      tls: tlsOptions(), // offered only when not secure already
       secure: true,
       tlsInfo: { protocol: 'TLSv1.3', cipher: 'TEST' },
     });
@@ -1231,7 +1228,7 @@ describe('over real sockets', () => {
 
   test('STARTTLS over a socket with tls.connect', async () => {
     const stored: StoredMessage[] = [];
-    const server = await socketServer({ tls: tlsOptions }, (session) => store(session, stored));
+    const server = await socketServer({ tls: tlsOptions() }, (session) => store(session, stored));
     const client = await connect(server.port);
     client.write('EHLO c\r\nSTARTTLS\r\n');
     await client.waitFor('220 2.0.0 Ready to start TLS\r\n');
