@@ -280,7 +280,9 @@ export class Protocol {
   }
 
   hasExtension(name: string): boolean {
-    return this.registry.names.has(name.toUpperCase());
+    // Names are registered upper case: the exact lookup answers the usual caller without upper-casing.
+    const { names } = this.registry;
+    return names.has(name) || names.has(name.toUpperCase());
   }
 
   /** The open transaction's envelope, if any. */
@@ -290,7 +292,7 @@ export class Protocol {
 
   /** Enhanced status codes go on the wire while ENHANCEDSTATUSCODES is on (RFC 2034). */
   get enhancedStatusCodes(): boolean {
-    return this.registry.names.has('ENHANCEDSTATUSCODES'); // read per batch of replies: no upper-casing
+    return this.hasExtension('ENHANCEDSTATUSCODES');
   }
 
   /** SASL mechanisms usable now: those the hooks can verify, or what the mechanisms hook says. */
