@@ -152,6 +152,28 @@ function handshake(conn, ready) {
   });
 }
 
+/**
+ * MAIL FROM, RCPT TO and DATA: in one write when the server offers PIPELINING, else each after
+ * the previous reply; `sendBody` runs on the 354.
+ */
+function sendEnvelope(conn, pipelining, sendBody) {
+  if (pipelining) {
+    conn.await(2, 'MAIL FROM', () => {});
+    conn.await(2, 'RCPT TO', () => {});
+    conn.await(3, 'DATA', sendBody);
+    conn.write(ENVELOPE);
+    return;
+  }
+  conn.await(2, 'MAIL FROM', () => {
+    conn.await(2, 'RCPT TO', () => {
+      conn.await(3, 'DATA', sendBody);
+      conn.write(DATA);
+    });
+    conn.write(RCPT);
+  });
+  conn.write(MAIL);
+}
+
 function runThroughput() {
   const { wire, size: msgSize } = buildMessage(size, 7);
   const total = sessions * messages;
@@ -253,21 +275,7 @@ function runThroughput() {
       }
       if (sent === messages) return conn.quit(sessionDone);
       sent++;
-      if (pipelining) {
-        conn.await(2, 'MAIL FROM', () => {});
-        conn.await(2, 'RCPT TO', () => {});
-        conn.await(3, 'DATA', sendBody);
-        conn.write(ENVELOPE);
-      } else {
-        conn.await(2, 'MAIL FROM', () => {
-          conn.await(2, 'RCPT TO', () => {
-            conn.await(3, 'DATA', sendBody);
-            conn.write(DATA);
-          });
-          conn.write(RCPT);
-        });
-        conn.write(MAIL);
-      }
+      sendEnvelope(conn, pipelining, sendBody);
     };
     let warmingUp = warmup > 0;
     handshake(conn, (pipe) => {
@@ -330,21 +338,7 @@ function runBig() {
       });
       stream().catch((err) => conn.fail(`write failed: ${err.message}`));
     };
-    if (pipelining) {
-      conn.await(2, 'MAIL FROM', () => {});
-      conn.await(2, 'RCPT TO', () => {});
-      conn.await(3, 'DATA', sendBody);
-      conn.write(ENVELOPE);
-    } else {
-      conn.await(2, 'MAIL FROM', () => {
-        conn.await(2, 'RCPT TO', () => {
-          conn.await(3, 'DATA', sendBody);
-          conn.write(DATA);
-        });
-        conn.write(RCPT);
-      });
-      conn.write(MAIL);
-    }
+    sendEnvelope(conn, pipelining, sendBody);
   });
 }
 
