@@ -13,7 +13,8 @@ export interface ParsedPath {
 }
 
 export type PathProblem =
-  | 'syntax' // no path where one was expected, or a malformed one
+  | 'command' // not `KEYWORD:` followed by something: the command itself is malformed
+  | 'syntax' // a malformed path
   | 'null-not-allowed' // `<>` in RCPT
   | 'too-long' // RFC 5321 §4.5.3.1: local part 64, domain 255, path 256 octets
   | 'non-ascii'; // UTF-8 without SMTPUTF8 (RFC 6531 §3.3)
@@ -33,10 +34,10 @@ export interface PathOptions {
 /** Parses the arguments of MAIL or RCPT. */
 export function parsePathArgument(args: string, options: PathOptions): PathArgument {
   const keywordLength = options.keyword.length;
-  if (!startsWithKeyword(args, options.keyword)) return { ok: false, problem: 'syntax' };
+  if (!startsWithKeyword(args, options.keyword)) return { ok: false, problem: 'command' };
   let i = keywordLength;
   if (!options.strict) while (isBlank(args.charCodeAt(i))) i++;
-  if (args.charCodeAt(i) !== 0x3a /* : */) return { ok: false, problem: 'syntax' };
+  if (args.charCodeAt(i) !== 0x3a /* : */) return { ok: false, problem: 'command' };
   i++;
   if (!options.strict) while (isBlank(args.charCodeAt(i))) i++;
 
@@ -53,7 +54,7 @@ export function parsePathArgument(args: string, options: PathOptions): PathArgum
     let end = i;
     while (end < args.length && !isBlank(args.charCodeAt(end))) end++;
     inner = args.slice(i, end);
-    if (inner === '') return { ok: false, problem: 'syntax' };
+    if (inner === '') return { ok: false, problem: 'command' }; // `MAIL FROM:` and nothing
     after = end;
   }
   if (after < args.length && !isBlank(args.charCodeAt(after))) return { ok: false, problem: 'syntax' };

@@ -1,5 +1,11 @@
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
-import { parsePathArgument, parseParameters, type ParsedPath, type PathOptions } from './address';
+import {
+  parsePathArgument,
+  parseParameters,
+  type ParsedPath,
+  type PathOptions,
+  type PathProblem,
+} from './address';
 import { MessageBody } from './body';
 import { decodeLine, isHttpRequestLine, parseCommand, type Command } from './command';
 import type { Extension, ParameterHandler, ParameterTarget, VerbDefinition } from './extension';
@@ -210,6 +216,7 @@ export class Protocol {
   private authFailures = 0;
   private commandsBeforeHelo = 0;
   private shutdownRequested = false;
+  private pumping = false;
 
   constructor(options: ProtocolOptions = {}) {
     this.hostname = options.hostname ?? DEFAULTS.hostname;
@@ -456,13 +463,21 @@ export class Protocol {
 
   /** One command line (line ending optional; CR/LF runs at both ends are removed). */
   processCommand(line: string | Buffer): MaybePromise<Reply | null> {
-    const text = typeof line === 'string' ? line : line.toString('utf8');
-    const trimmed = text.replace(/^[\r\n]+|[\r\n]+$/g, '');
-    this.handleLine(Buffer.from(trimmed, 'utf8'), false);
+    // Bytes are checked as bytes (decodeLine refuses bad UTF-8): no lossy decoding on the way in.
+    const bytes = typeof line === 'string' ? Buffer.from(line, 'utf8') : line;
+    let start = 0;
+    let end = bytes.length;
+    while (start < end && (bytes[start] === 0x0d || bytes[start] === 0x0a)) start++;
+    while (end > start && (bytes[end - 1] === 0x0d || bytes[end - 1] === 0x0a)) end--;
+    this.handleLine(bytes.subarray(start, end), false);
     return this.firstReply();
   }
 
-  /** A chunk of message text of any size; returns the reply once the final dot has been seen. */
+  /**
+   * A chunk of message text of any size; returns the reply once the final dot has been seen. Bytes
+   * after the final dot stay queued for the next `run()` or `parse()` (not `processCommand()`,
+   * which would overtake them).
+   */
   processData(data: string | Buffer): MaybePromise<Reply | null> {
     if (!this.framer.readingText) throw new Error('processData() outside DATA');
     this.framer.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
@@ -478,11 +493,19 @@ export class Protocol {
   // ---- The loop ------------------------------------------------------------------------------
 
   private pump(textOnly = false): void {
-    while (this.waiting === null && this.state !== State.Done && this.state !== State.StartTls) {
-      if (textOnly && !this.framer.readingText) return;
-      const frame = this.framer.next();
-      if (frame === undefined) return;
-      this.handleFrame(frame);
+    // A hook that calls run() (or parse()) from inside must not start on the commands behind its
+    // own: they would be answered first. The outer loop goes on with them once the hook returns.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.waiting === null && this.state !== State.Done && this.state !== State.StartTls) {
+        if (textOnly && !this.framer.readingText) return;
+        const frame = this.framer.next();
+        if (frame === undefined) return;
+        this.handleFrame(frame);
+      }
+    } finally {
+      this.pumping = false;
     }
   }
 
@@ -521,7 +544,14 @@ export class Protocol {
       return this.emit(reply('BadCharacters'));
     }
     const command = parseCommand(decoded.text);
-    this.onCommand?.(command, this.session);
+    const onCommand = this.onCommand;
+    if (onCommand !== undefined) {
+      try {
+        onCommand(command, this.session);
+      } catch (error) {
+        this.observerFailed('onCommand', error);
+      }
+    }
     if (this.logHandler) this.log(`C: ${command.verb === 'AUTH' ? redactAuth(command) : command.orig}`);
     const definition = this.registry.verbs.get(command.verb);
     definition?.frame?.(command, this);
@@ -555,7 +585,13 @@ export class Protocol {
     if (verb === '' || (rule === undefined && definition === undefined) || isWrongHello(verb, this.lmtp)) {
       return this.emit(reply(UNIMPLEMENTED_VERBS.has(verb) ? 'NotImplemented' : 'Unrecognized'));
     }
-    if (this.isDisabled(verb)) return this.emit(reply('NotImplemented'));
+    let disabled: boolean;
+    try {
+      disabled = this.isDisabled(verb);
+    } catch (error) {
+      return this.hookFailed(error); // disabledCommands is a hook too
+    }
+    if (disabled) return this.emit(reply('NotImplemented'));
     if (
       this.requireTls &&
       !this.session.secure &&
@@ -566,7 +602,9 @@ export class Protocol {
     }
     const allowed = definition?.from ?? rule?.from;
     if (allowed !== undefined ? !allowed.includes(this.state) : !readsCommands(this.state)) {
-      return this.emit(reply('BadSequence', SEQUENCE_TEXT[sequenceError(verb, this.state)]));
+      const error = sequenceError(verb, this.state);
+      const text = error === 'helo-first' && this.lmtp ? 'send LHLO first' : SEQUENCE_TEXT[error];
+      return this.emit(reply('BadSequence', text));
     }
     if (definition !== undefined) {
       return this.after(
@@ -594,8 +632,15 @@ export class Protocol {
       case 'QUIT':
         this.emit(reply('Bye'), false);
         return this.finish();
-      case 'HELP':
-        return this.emit(reply('Help', this.offeredVerbs().join(' ')));
+      case 'HELP': {
+        let verbs: string[];
+        try {
+          verbs = this.offeredVerbs();
+        } catch (error) {
+          return this.hookFailed(error);
+        }
+        return this.emit(reply('Help', verbs.join(' ')));
+      }
       case 'VRFY':
         if (command.args === '') return this.emit(reply('SyntaxError', 'VRFY needs an argument'));
         return this.emit(reply('CannotVrfy'));
@@ -609,25 +654,30 @@ export class Protocol {
   private hello(command: Command): void {
     const { verb, args } = command;
     if (args === '') return this.emit(reply('HeloSyntax', verb));
+    // The keywords come first: when a hook behind them fails, the 451 leaves the session as it was
+    // (RFC 5321 §4.1.4), its transaction and identity included.
+    let answer: Reply;
+    if (verb === 'HELO') answer = reply('Hello', this.hostname, args);
+    else {
+      const lines = [`${this.hostname} Hello ${args}`];
+      try {
+        for (const extension of this.registry.extensions) {
+          if (this.switchedOff(extension)) continue;
+          const keywords = extension.ehlo?.(this); // may call a hook (the mechanisms list)
+          if (keywords === undefined) continue;
+          if (typeof keywords === 'string') lines.push(keywords);
+          else lines.push(...keywords);
+        }
+      } catch (error) {
+        return this.hookFailed(error);
+      }
+      answer = reply('Ehlo', lines);
+    }
     this.resetTransaction();
     this.session.helo = args;
     this.session.heloVerb = verb as 'HELO' | 'EHLO' | 'LHLO';
     this.state = State.Mail;
-    if (verb === 'HELO') return this.emit(reply('Hello', this.hostname, args));
-    const lines = [`${this.hostname} Hello ${args}`];
-    for (const extension of this.registry.extensions) {
-      if (this.switchedOff(extension)) continue;
-      let keywords: string | readonly string[] | undefined;
-      try {
-        keywords = extension.ehlo?.(this); // may call a hook (the mechanisms list)
-      } catch (error) {
-        return this.hookFailed(error);
-      }
-      if (keywords === undefined) continue;
-      if (typeof keywords === 'string') lines.push(keywords);
-      else lines.push(...keywords);
-    }
-    this.emit(reply('Ehlo', lines));
+    this.emit(answer);
   }
 
   private mail(command: Command): void {
@@ -636,7 +686,8 @@ export class Protocol {
       command.args,
       this.rejectBrokenMailSyntax ? MAIL_PATH_STRICT : MAIL_PATH_LENIENT,
     );
-    if (!parsed.ok) return this.emit(reply('BadSenderSyntax'));
+    if (!parsed.ok)
+      return this.emit(reply(parsed.problem === 'command' ? 'MailCommandSyntax' : 'BadSenderSyntax'));
     const envelope: Envelope = {
       mailFrom: { address: parsed.path.address, params: {} },
       rcptTo: [],
@@ -678,8 +729,7 @@ export class Protocol {
       command.args,
       RCPT_PATH[(this.rejectBrokenRcptSyntax ? 2 : 0) + (envelope.smtputf8 ? 1 : 0)],
     );
-    if (!parsed.ok)
-      return this.emit(reply(parsed.problem === 'non-ascii' ? 'NonAsciiAddress' : 'BadRecipientSyntax'));
+    if (!parsed.ok) return this.emit(reply(RCPT_PROBLEM_REPLY[parsed.problem]));
     const recipient: Envelope['rcptTo'][number] = { address: parsed.path.address, params: {} };
     const refused = this.applyParameters(
       parsed.parameters,
@@ -703,13 +753,8 @@ export class Protocol {
   private data(command: Command): void {
     if (command.args !== '') return this.emit(reply('SyntaxError', 'DATA takes no arguments'));
     const transaction = this.transaction as Transaction;
-    if (transaction.envelope.rcptTo.length === 0) {
-      return this.emit(
-        transaction.rcptAttempts === 0
-          ? reply('BadSequence', SEQUENCE_TEXT['need-rcpt'])
-          : reply('NoValidRecipients'),
-      );
-    }
+    const noRecipients = this.noRecipientsRefusal();
+    if (noRecipients !== undefined) return this.emit(noRecipients);
     if (transaction.envelope.bodyType === 'BINARYMIME') {
       return this.emit(reply('BadSequence', 'BODY=BINARYMIME requires BDAT'));
     }
@@ -748,8 +793,8 @@ export class Protocol {
     if (answer === false) return this.emit(refusal());
     if (isReply(answer)) {
       // A hook may accept with its own words: run the acceptance with its reply instead.
-      if (answer.positive) return accept(answer);
-      return this.emit(answer);
+      if (isSuccess(answer)) return accept(answer);
+      return this.emit(isIntermediate(answer) ? this.intermediateFromHook(answer) : answer);
     }
     accept();
   }
@@ -833,16 +878,17 @@ export class Protocol {
     this.chunk = undefined;
     const message = this.transaction?.message;
     if (chunk !== undefined && !chunk.accepted) {
-      // The refusal was sent with the BDAT command. Inside a BDAT transaction the message now has a
-      // hole: it must not be accepted without those bytes (RFC 3030 §2).
-      if (message !== undefined && message.failure === undefined && this.state === State.Bdat)
-        this.failMessage(message, reply('BadSequence', 'a previous BDAT chunk was refused'));
+      // The refusal was sent with the BDAT command, and it failed the transaction (RFC 3030 §2): no
+      // later chunk may complete a message with a hole, and after a refused LAST the client starts
+      // over with MAIL (Postfix resets the same way). Chunks already pipelined find no transaction.
+      if (this.transaction !== undefined) this.abandonTransaction();
       return;
     }
     if (message === undefined) return;
     if (chunk !== undefined && !chunk.last) {
-      // RFC 3030 §2: a failed chunk fails the transaction; the client sends no more chunks.
-      if (message.failure !== undefined) return this.answerMessage(message);
+      // RFC 3030 §2: a failed chunk fails the transaction, answered once, also in LMTP (replies per
+      // recipient answer a whole message only, RFC 2033 §4.2).
+      if (message.failure !== undefined) return this.closeTransaction([message.failure]);
       return this.emit(reply('ChunkReceived', chunk.size), false);
     }
     message.body.end();
@@ -886,18 +932,29 @@ export class Protocol {
       // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
       answers = recipients.map((recipient, i) => answers[Math.min(i, answers.length - 1)] ?? reply('Ok'));
     } else answers = answers.slice(0, 1);
-    if (answers.some((answer) => answer.positive)) this.session.transactionCount++;
+    this.closeTransaction(answers);
+  }
+
+  /** Sends the transaction's last answers and waits for the next MAIL (or closes, if asked to). */
+  private closeTransaction(answers: Reply[]): void {
+    if (answers.some(isSuccess)) {
+      this.session.transactionCount++;
+      // A delivered message forgives earlier mistakes, as Postfix does: a client that reuses its
+      // connection for many messages is not cut off by refusals spread over all of them.
+      this.errorCount = 0;
+    }
     this.transaction = undefined;
     this.state = State.Mail;
     for (const answer of answers) this.emit(answer, false);
-    if (this.shutdownRequested) {
+    if (this.shutdownRequested && (this.state as State) !== State.Done) {
+      // (an answer may have been a 421, which closed the session already)
       this.emit(reply('ShuttingDown', this.hostname), false);
       this.finish();
     }
   }
 
   private messageAnswer(value: string | Reply | void | undefined, recipient: string | undefined): Reply {
-    if (isReply(value)) return value;
+    if (isReply(value)) return isIntermediate(value) ? this.intermediateFromHook(value) : value;
     const id = typeof value === 'string' && value !== '' ? value : this.generateId();
     return this.lmtp && recipient !== undefined ? reply('LmtpDelivered', recipient, id) : reply('Queued', id);
   }
@@ -913,6 +970,27 @@ export class Protocol {
   }
 
   // ---- Hooks for extensions -------------------------------------------------------------------
+
+  /**
+   * DATA and BDAT without an accepted recipient: `503` when no RCPT was tried (and always in LMTP,
+   * RFC 2033 §4.2), `554 5.5.1 no valid recipients` when every one was refused (RFC 5321
+   * §3.3, Postfix); undefined when there is a recipient (or no transaction at all).
+   */
+  noRecipientsRefusal(): Reply | undefined {
+    const transaction = this.transaction;
+    if (transaction === undefined || transaction.envelope.rcptTo.length > 0) return undefined;
+    return transaction.rcptAttempts === 0 || this.lmtp
+      ? reply('BadSequence', SEQUENCE_TEXT['need-rcpt'])
+      : reply('NoValidRecipients');
+  }
+
+  /**
+   * Ends the open transaction and drops its message in progress, back to waiting for MAIL: a BDAT
+   * that failed leaves a hole in the message (RFC 3030 §2), so no later chunk may complete it.
+   */
+  abandonTransaction(): void {
+    if (this.transaction !== undefined && readsCommands(this.state)) this.resetTransaction();
+  }
 
   /**
    * BDAT support (used by the CHUNKING extension): the next `size` bytes belong to a chunk; they
@@ -1019,7 +1097,9 @@ export class Protocol {
     if (this.validateAuthenticationHandler)
       return this.validateAuthenticationHandler(credentials, this.session);
     const lookup = this.lookupPassword;
-    if (lookup === undefined) return false;
+    // A password proves who the client is, not that it may act as someone else (RFC 4616 §2): asking
+    // for another identity needs a validate hook that decides it.
+    if (lookup === undefined || credentials.authzid !== undefined) return false;
     return then(lookup(credentials.username, this.session), (password) =>
       typeof password === 'string' ? credentials.validatePassword(password) : false,
     );
@@ -1045,6 +1125,12 @@ export class Protocol {
   emit(answer: Reply, countError = true): void {
     this.replies.push(answer);
     this.observeReply(answer);
+    if (answer.code === 421 || answer.code === 221) {
+      // "Closing transmission channel" (RFC 5321 §3.8, §4.2.2), whoever chose the reply: a hook's
+      // 421 ends the session as the core's own do.
+      if (this.state !== State.Done) this.finish();
+      return;
+    }
     if (!countError || answer.code < 400 || this.state === State.Done) return;
     this.errorCount++;
     if (this.maxErrors > 0 && this.errorCount >= this.maxErrors) {
@@ -1057,8 +1143,20 @@ export class Protocol {
 
   private observeReply(answer: Reply): void {
     this.replyCount++;
-    this.onReply?.(answer, this.session);
+    const onReply = this.onReply;
+    if (onReply !== undefined) {
+      try {
+        onReply(answer, this.session);
+      } catch (error) {
+        this.observerFailed('onReply', error);
+      }
+    }
     if (this.logHandler) this.log(`S: ${answer.toString()}`);
+  }
+
+  /** Observers only watch: one that throws is told to the log and changes nothing in the session. */
+  private observerFailed(name: string, error: unknown): void {
+    this.log(`${name} threw: ${error instanceof Error ? error.message : String(error)}`);
   }
 
   private renderReplies(): Buffer | null {
@@ -1079,7 +1177,8 @@ export class Protocol {
   /** Runs `next` with the value now, or once the Promise settles (stopping all input meanwhile). */
   private after<T>(value: MaybePromise<T>, next: (value: T) => unknown): void {
     if (!isPromise(value)) {
-      next(value);
+      // A synchronous hook may have closed the session (shutdown(), closeWith()): its answer is moot.
+      if (this.state !== State.Done) next(value);
       return;
     }
     this.waiting = value.then(
@@ -1104,6 +1203,12 @@ export class Protocol {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** A hook answered a command or a message with a 3xx: a bug in the hook, answered like a throw. */
+  private intermediateFromHook(answer: Reply): Reply {
+    this.log(`hook answered with an intermediate reply (${answer.toString()}): treated as a failure`);
+    return reply('LocalError');
   }
 
   /** A hook threw or rejected: 451 4.3.0, logged; the session and its transaction go on. */
@@ -1190,13 +1295,29 @@ export class Protocol {
   }
 
   private log(message: string): void {
-    this.logHandler?.(message, this.state, this.session);
+    const logHandler = this.logHandler;
+    if (logHandler === undefined) return;
+    try {
+      logHandler(message, this.state, this.session);
+    } catch {
+      // The log itself failed: there is nowhere left to tell, and the session must go on.
+    }
   }
 }
 
 /** Once the message hook has answered, text nobody reads is drained (a claimed body keeps flowing). */
 function drainUnclaimed(body: MessageBody): void {
   if (!body.claimed) body.discard();
+}
+
+/** 2xx: the hook accepted. */
+function isSuccess(answer: Reply): boolean {
+  return answer.code < 300;
+}
+
+/** 3xx: asks the client for more, which no validate or message hook can mean. */
+function isIntermediate(answer: Reply): boolean {
+  return answer.code >= 300 && answer.code < 400;
 }
 
 function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
@@ -1227,6 +1348,14 @@ function redactAuth(command: Command): string {
 }
 
 export type { ReplyId };
+
+const RCPT_PROBLEM_REPLY: Readonly<Record<PathProblem, ReplyId>> = {
+  command: 'RcptCommandSyntax',
+  syntax: 'BadRecipientSyntax',
+  'null-not-allowed': 'BadRecipientSyntax',
+  'too-long': 'BadRecipientSyntax',
+  'non-ascii': 'NonAsciiAddress',
+};
 
 // The four ways of reading a path, made once (not an options object per MAIL and RCPT).
 const MAIL_PATH_LENIENT: PathOptions = { keyword: 'FROM', strict: false, utf8: true };

@@ -25,7 +25,7 @@ export enum State {
 
 /** What the dispatcher answers when a verb arrives in a state its rule does not list. */
 export type SequenceError =
-  'helo-first' | 'need-mail' | 'need-rcpt' | 'nested-mail' | 'in-transaction' | 'in-bdat';
+  'not-started' | 'helo-first' | 'need-mail' | 'need-rcpt' | 'nested-mail' | 'in-transaction' | 'in-bdat';
 
 export interface CommandRule {
   /** States in which the verb may run. */
@@ -76,6 +76,7 @@ export const UNIMPLEMENTED_VERBS: ReadonlySet<string> = new Set([
 
 /** Which 503 text a verb gets in a state it is not allowed in. */
 export function sequenceError(verb: string, state: State): SequenceError {
+  if (state === State.Invalid) return 'not-started';
   if (state === State.Establish) return 'helo-first';
   if (state === State.Bdat) return 'in-bdat';
   if (verb === 'MAIL') return 'nested-mail';
@@ -85,12 +86,13 @@ export function sequenceError(verb: string, state: State): SequenceError {
 }
 
 export const SEQUENCE_TEXT: Readonly<Record<SequenceError, string>> = {
+  'not-started': 'session not started (the server has not greeted yet)',
   'helo-first': 'send HELO/EHLO first',
   'need-mail': 'need MAIL command',
   'need-rcpt': 'need RCPT command',
   'nested-mail': 'nested MAIL command',
   'in-transaction': 'MAIL transaction in progress',
-  'in-bdat': 'BDAT transaction in progress, only BDAT, RSET, NOOP and QUIT are allowed',
+  'in-bdat': 'BDAT transaction in progress (send BDAT, or RSET to abandon it)',
 };
 
 /** True in the states where a command line (not message text or a SASL response) is expected. */

@@ -92,7 +92,10 @@ export interface AuthCredentials {
   method: string;
   /** Authentication identity (PLAIN authcid, LOGIN user, CRAM-MD5 user, XOAUTH2 user). */
   username: string;
-  /** Authorization identity (PLAIN authzid), if different. */
+  /**
+   * Authorization identity (PLAIN authzid), only when it differs from `username`. With
+   * `lookupPassword` alone such a request fails (535); a validate hook decides it itself.
+   */
   authzid?: string;
   /** PLAIN and LOGIN. */
   password?: string;

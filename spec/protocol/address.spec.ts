@@ -70,14 +70,14 @@ describe('parsePathArgument: accepted paths', () => {
 describe('parsePathArgument: refused paths', () => {
   const long = (n: number) => 'a'.repeat(n);
   test.each<[string, PathOptions, PathProblem]>([
-    ['', FROM, 'syntax'],
-    ['FROM:', FROM, 'syntax'],
-    ['FROM: ', FROM, 'syntax'],
-    ['<a@b.example>', FROM, 'syntax'],
-    ['FROM<a@b.example>', FROM, 'syntax'],
-    ['XFROM:<a@b.example>', FROM, 'syntax'],
-    ['garbageFROM:<a@b.example>', FROM, 'syntax'],
-    ['TO:<a@b.example>', FROM, 'syntax'],
+    ['', FROM, 'command'],
+    ['FROM:', FROM, 'command'],
+    ['FROM: ', FROM, 'command'],
+    ['<a@b.example>', FROM, 'command'],
+    ['FROM<a@b.example>', FROM, 'command'],
+    ['XFROM:<a@b.example>', FROM, 'command'],
+    ['garbageFROM:<a@b.example>', FROM, 'command'],
+    ['TO:<a@b.example>', FROM, 'command'],
     ['FROM:<a@b.example>junk', FROM, 'syntax'],
     ['FROM:<a@b.example', FROM, 'syntax'],
     ['FROM:<a<b@c.example>', FROM, 'syntax'],
@@ -115,7 +115,7 @@ describe('parsePathArgument: refused paths', () => {
     ['TO:<u@bücher.example>', TO, 'non-ascii'],
     ['FROM: <a@b.example>', STRICT_FROM, 'syntax'],
     ['FROM:a@b.example', STRICT_FROM, 'syntax'],
-    ['FROM :<a@b.example>', STRICT_FROM, 'syntax'],
+    ['FROM :<a@b.example>', STRICT_FROM, 'command'],
   ])('%s → %s', (args, options, problem) => {
     expect(parsePathArgument(args, options)).toEqual({ ok: false, problem });
   });

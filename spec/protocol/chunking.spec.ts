@@ -80,9 +80,53 @@ describe('CHUNKING (RFC 3030): BDAT', () => {
       '250 2.0.0 Ok',
     ]);
     expect(s.delivered).toHaveLength(0);
-    // The transaction is still open: a recipient and a good chunk complete it.
-    expect(codes(await send(s, 'RCPT TO:<b@y.test>\r\nBDAT 1 LAST\r\nz'))).toEqual([250, 250]);
+    // A refused BDAT fails the transaction (RFC 3030 §2): the client starts over with MAIL.
+    expect(s.p.envelope).toBeUndefined();
+    const again = 'RCPT TO:<b@y.test>\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 1 LAST\r\nz';
+    expect(codes(await send(s, again))).toEqual([503, 250, 250, 250]);
     expect(s.delivered[0].bytes.toString()).toBe('z');
+  });
+
+  it('a BDAT refused as the first chunk fails the transaction: a later chunk never starts a message with a hole', async () => {
+    const s = open({
+      smtpVerbFilter: (command) => (command.orig === 'BDAT 3' ? reply('LocalError') : undefined),
+    });
+    // RFC 3030 §2: chunks already pipelined after a failed BDAT are accepted and discarded.
+    const replies = await send(s, `${HEAD}BDAT 3\r\nabcBDAT 3 LAST\r\ndefNOOP\r\n`);
+    expect(raw(replies).slice(3)).toEqual([
+      '451 4.3.0 Error: internal error, try again later',
+      '503 5.5.1 Error: need MAIL command',
+      '250 2.0.0 Ok',
+    ]);
+    expect(s.delivered).toHaveLength(0);
+  });
+
+  it('after a refused BDAT LAST the next message goes through (the transaction ended with it)', async () => {
+    const s = open({
+      smtpVerbFilter: (command) => (command.orig === 'BDAT 3 LAST' ? reply('LocalError') : undefined),
+    });
+    const replies = await send(
+      s,
+      `${HEAD}BDAT 3\r\nabcBDAT 3 LAST\r\ndefMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 2 LAST\r\ngh`,
+    );
+    expect(raw(replies).slice(3)).toEqual([
+      '250 2.0.0 3 octets received',
+      '451 4.3.0 Error: internal error, try again later',
+      '250 2.1.0 Sender a@x.test ok',
+      '250 2.1.5 Recipient b@y.test ok',
+      '250 2.0.0 Ok: queued as ID1',
+    ]);
+    expect(s.delivered.map((m) => m.bytes.toString())).toEqual(['gh']);
+  });
+
+  it('answers BDAT after only refused recipients as DATA: 554 no valid recipients', async () => {
+    const s = open({ validateRecipientHandler: () => false });
+    const replies = await send(s, `${HEAD}BDAT 3 LAST\r\nxyzNOOP\r\n`);
+    expect(raw(replies).slice(2)).toEqual([
+      '550 5.1.1 Invalid recipient b@y.test',
+      '554 5.5.1 Error: no valid recipients',
+      '250 2.0.0 Ok',
+    ]);
   });
 
   it('consumes the bytes of a BDAT refused before EHLO', async () => {
@@ -105,12 +149,13 @@ describe('CHUNKING (RFC 3030): BDAT', () => {
       },
     });
     const replies = await send(s, `${HEAD}BDAT 6 LAST\r\nQUIT\r\nBDAT 2 LAST\r\nokNOOP\r\n`);
+    // The refused chunk ended the transaction: the pipelined chunk behind it is consumed, refused.
     expect(raw(replies).slice(3)).toEqual([
       '502 5.5.1 Error: command not implemented',
-      '250 2.0.0 Ok: queued as ID1',
+      '503 5.5.1 Error: need MAIL command',
       '250 2.0.0 Ok',
     ]);
-    expect(s.delivered[0].bytes.toString()).toBe('ok');
+    expect(s.delivered).toHaveLength(0);
   });
 
   it('never accepts a message with a hole: a chunk refused mid-transaction fails the message', async () => {
@@ -121,7 +166,7 @@ describe('CHUNKING (RFC 3030): BDAT', () => {
     expect(raw(replies).slice(3)).toEqual([
       '250 2.0.0 2 octets received',
       '502 5.5.1 Error: command not implemented',
-      '503 5.5.1 Error: a previous BDAT chunk was refused',
+      '503 5.5.1 Error: need MAIL command',
       '250 2.0.0 Ok',
     ]);
     expect(s.delivered).toHaveLength(0);
@@ -134,30 +179,38 @@ describe('CHUNKING (RFC 3030): BDAT', () => {
     expect(raw(replies).slice(3)).toEqual([
       '250 2.0.0 1 octets received',
       '500 5.5.2 Error: line too long',
-      '503 5.5.1 Error: a previous BDAT chunk was refused',
+      '503 5.5.1 Error: need MAIL command',
     ]);
     expect(s.delivered).toHaveLength(0);
   });
 
-  it('refuses malformed BDAT arguments without claiming any bytes', async () => {
+  it.each(['BDAT', 'BDAT x', 'BDAT 3 NOTLAST', 'BDAT -1'])(
+    'refuses malformed %j without claiming any bytes, and fails the transaction',
+    async (command) => {
+      const s = open();
+      await send(s, HEAD);
+      const replies = await send(s, `${command}\r\nNOOP\r\n`);
+      expect(raw(replies)).toEqual(['501 5.5.4 Syntax error (BDAT size [LAST])', '250 2.0.0 Ok']);
+      expect(s.p.envelope).toBeUndefined();
+    },
+  );
+
+  it('a malformed BDAT between chunks: the message with its hole is never accepted', async () => {
     const s = open();
-    await send(s, HEAD);
-    const replies = await send(s, 'BDAT\r\nBDAT x\r\nBDAT 3 NOTLAST\r\nBDAT -1\r\nNOOP\r\n');
-    expect(raw(replies)).toEqual([
+    const replies = await send(s, `${HEAD}BDAT 2\r\nabBDAT x\r\nBDAT 2 LAST\r\ncd`);
+    expect(raw(replies).slice(3)).toEqual([
+      '250 2.0.0 2 octets received',
       '501 5.5.4 Syntax error (BDAT size [LAST])',
-      '501 5.5.4 Syntax error (BDAT size [LAST])',
-      '501 5.5.4 Syntax error (BDAT size [LAST])',
-      '501 5.5.4 Syntax error (BDAT size [LAST])',
-      '250 2.0.0 Ok',
+      '503 5.5.1 Error: need MAIL command',
     ]);
+    expect(s.delivered).toHaveLength(0);
   });
 
   it('refuses DATA and MAIL between chunks; NOOP is fine', async () => {
     const s = open();
     await send(s, `${HEAD}BDAT 2\r\nab`);
     const replies = await send(s, 'DATA\r\nMAIL FROM:<c@x.test>\r\nNOOP\r\nBDAT 2 LAST\r\ncd');
-    const inBdat =
-      '503 5.5.1 Error: BDAT transaction in progress, only BDAT, RSET, NOOP and QUIT are allowed';
+    const inBdat = '503 5.5.1 Error: BDAT transaction in progress (send BDAT, or RSET to abandon it)';
     expect(raw(replies)).toEqual([inBdat, inBdat, '250 2.0.0 Ok', '250 2.0.0 Ok: queued as ID1']);
     expect(s.delivered[0].bytes.toString()).toBe('abcd');
   });

@@ -308,6 +308,61 @@ describe('validateSenderHandler / validateRecipientHandler', () => {
     expect(finals(await session(p2, envelope()))[2]).toBe('550 5.1.1 no such user');
   });
 
+  test('a hook’s 421 closes the session like the core’s own (RFC 5321 §3.8), sync or async', async () => {
+    for (const goAway of [
+      () => new Reply(421, 'go away', '4.3.2'),
+      async () => new Reply(421, 'go away', '4.3.2'),
+    ]) {
+      const p = make({ validateRecipientHandler: goAway });
+      const out = await feed(p, `${envelope()}NOOP\r\n`);
+      expect(finals(out.text).slice(1)).toEqual(['250 2.1.0 Sender a@x.test ok', '421 4.3.2 go away']);
+      expect(out.actions).toEqual(['close']);
+      expect(p.state).toBe(State.Done);
+    }
+  });
+
+  test('a hook answering with a 3xx is a broken hook: 451, nothing accepted', async () => {
+    const p = make({
+      validateSenderHandler: () => new Reply(354, 'go ahead'),
+      validateRecipientHandler: () => new Reply(334, 'what?'),
+    });
+    const out = await session(p, `${envelope()}RCPT TO:<c@y.test>\r\n`);
+    expect(finals(out).slice(1)).toEqual([
+      LOCAL_ERROR,
+      '503 5.5.1 Error: need MAIL command',
+      '503 5.5.1 Error: need MAIL command',
+    ]);
+    expect(p.envelope).toBeUndefined();
+  });
+
+  test('a synchronous hook that shuts the session down gets no answer sent after the 421', async () => {
+    const p: Protocol = make({
+      validateSenderHandler: () => {
+        p.shutdown();
+        return true;
+      },
+    });
+    const out = await feed(p, 'EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n');
+    expect(finals(out.text).slice(1)).toEqual(['421 4.3.2 mx.test Service shutting down']);
+    expect(out.actions).toEqual(['close']);
+    expect(p.state).toBe(State.Done);
+  });
+
+  test('a hook that calls run() from inside cannot make later commands overtake its own', async () => {
+    const inner: string[] = [];
+    const p: Protocol = make({
+      validateSenderHandler: () => {
+        const nested = p.runText();
+        if (nested.output !== null) inner.push(nested.output);
+        return true;
+      },
+    });
+    const out = await session(p, 'EHLO c\r\nMAIL FROM:<a@x.test>\r\nNOOP\r\n');
+    // The nested run() only hands out what was already answered (the EHLO), never the NOOP's reply.
+    expect(codes(inner.join('') + out)).toEqual([250, 250, 250]);
+    expect(finals(inner.join('') + out).slice(1)).toEqual(['250 2.1.0 Sender a@x.test ok', '250 2.0.0 Ok']);
+  });
+
   test('a positive Reply accepts with the hook’s words, and observers see that reply', async () => {
     const observed: string[] = [];
     const p = make({
@@ -399,6 +454,51 @@ describe('validateSenderHandler / validateRecipientHandler', () => {
 });
 
 describe('validateAuthenticationHandler and lookupPassword', () => {
+  test('PLAIN asking to act as someone else: refused with lookupPassword alone (RFC 4616 §2)', async () => {
+    const p = make({ lookupPassword: (user) => (user === 'jo' ? 'pw' : undefined) });
+    const out = await session(p, `EHLO c\r\nAUTH PLAIN ${plain('jo', 'pw', 'admin')}\r\n`);
+    expect(finals(out)[1]).toBe('535 5.7.8 Authentication credentials invalid');
+    expect(p.session.user).toBeUndefined();
+    // The same identity named twice asks for nothing more.
+    const same = make({ lookupPassword: () => 'pw' });
+    expect(finals(await session(same, `EHLO c\r\nAUTH PLAIN ${plain('jo', 'pw', 'jo')}\r\n`))[1]).toBe(
+      AUTH_OK,
+    );
+  });
+
+  test('a validate hook sees the authzid only when it differs from the username', async () => {
+    const seen: Array<string | undefined> = [];
+    const hook = (credentials: AuthCredentials) => (seen.push(credentials.authzid), true);
+    await session(
+      make({ validateAuthenticationHandler: hook }),
+      `EHLO c\r\nAUTH PLAIN ${plain('jo', 'pw', 'jo')}\r\n`,
+    );
+    await session(
+      make({ validateAuthenticationHandler: hook }),
+      `EHLO c\r\nAUTH PLAIN ${plain('jo', 'pw', 'ann')}\r\n`,
+    );
+    expect(seen).toEqual([undefined, 'ann']);
+  });
+
+  test('PLAIN credentials that are not UTF-8 are malformed, never decoded into U+FFFD', async () => {
+    const p = make({ lookupPassword: () => '\uFFFD' });
+    const message = Buffer.concat([Buffer.from('\0jo\0'), Buffer.from([0xff])]);
+    const out = await session(p, `EHLO c\r\nAUTH PLAIN ${message.toString('base64')}\r\n`);
+    expect(finals(out)[1]).toBe('501 5.5.4 Syntax error (PLAIN credentials must be UTF-8)');
+    expect(p.session.user).toBeUndefined();
+  });
+
+  test('LOGIN checks the password octets the client sent, whatever their charset', async () => {
+    // 0xFF is no UTF-8: decoded, it reads U+FFFD, but it is not the password U+FFFD (EF BF BD).
+    const lossy = make({ lookupPassword: () => '\uFFFD' });
+    const sent = `EHLO c\r\nAUTH LOGIN\r\n${b64('jo')}\r\n${Buffer.from([0xff]).toString('base64')}\r\n`;
+    expect(finals(await session(lossy, sent)).at(-1)).toBe('535 5.7.8 Authentication credentials invalid');
+    const utf8 = make({ lookupPassword: () => 'pé' });
+    expect(
+      finals(await session(utf8, `EHLO c\r\nAUTH LOGIN\r\n${b64('jo')}\r\n${b64('pé')}\r\n`)).at(-1),
+    ).toBe(AUTH_OK);
+  });
+
   const users: Record<string, string> = { jo: 'pw1', 'ann@x.test': 'päss' };
   const lookup = (user: string) => users[user];
 
@@ -752,8 +852,61 @@ describe('getAuthenticationMechanismsHandler', () => {
 
   test('a hook that throws → 451 4.3.0 for EHLO and AUTH; the session goes on', async () => {
     const p = make({ lookupPassword: () => 'pw', getAuthenticationMechanismsHandler: fail });
-    const out = await session(p, 'EHLO c\r\nAUTH PLAIN\r\nHELO c\r\n');
-    expect(finals(out)).toEqual([LOCAL_ERROR, LOCAL_ERROR, '250 mx.test Hello c']);
+    const out = await session(p, 'EHLO c\r\nHELO c\r\nAUTH PLAIN\r\nNOOP\r\n');
+    expect(finals(out)).toEqual([LOCAL_ERROR, '250 mx.test Hello c', LOCAL_ERROR, '250 2.0.0 Ok']);
+  });
+
+  test('an EHLO whose hook fails changes nothing: transaction and identity stay (RFC 5321 §4.1.4)', async () => {
+    let calls = 0;
+    const p = make({
+      lookupPassword: () => 'pw',
+      getAuthenticationMechanismsHandler: () => {
+        if (++calls === 2) throw new Error('directory down');
+        return ['PLAIN'];
+      },
+    });
+    const out = await session(p, 'EHLO c\r\nMAIL FROM:<a@x.test>\r\nEHLO d\r\nRCPT TO:<b@x.test>\r\n');
+    expect(finals(out).slice(1)).toEqual([
+      '250 2.1.0 Sender a@x.test ok',
+      LOCAL_ERROR,
+      '250 2.1.5 Recipient b@x.test ok',
+    ]);
+    expect(p.session.helo).toBe('c');
+    expect(p.state).toBe(State.Rcpt);
+  });
+});
+
+describe('observers that throw', () => {
+  test('onCommand, onReply and logHandler throwing change nothing; the failure reaches the log', async () => {
+    const logged: string[] = [];
+    const boom = (): never => {
+      throw new Error('observer bug');
+    };
+    const p = make({
+      onCommand: boom,
+      onReply: boom,
+      logHandler: (message) => {
+        logged.push(message);
+        if (message.startsWith('C: NOOP')) throw new Error('log bug');
+      },
+    });
+    const out = await session(p, `${envelope()}NOOP\r\nQUIT\r\n`);
+    expect(codes(out)).toEqual([250, 250, 250, 250, 221]);
+    expect(logged).toContain('onCommand threw: observer bug');
+    expect(logged).toContain('onReply threw: observer bug');
+    expect(p.state).toBe(State.Done);
+  });
+
+  test('a disabledCommands function that throws is a failing hook: 451, and the session goes on', async () => {
+    const p = make({
+      disabledCommands: (session) => {
+        if (session.helo !== undefined) throw new Error('policy down');
+        return [];
+      },
+    });
+    const out = await session(p, 'EHLO c\r\nNOOP\r\nHELP\r\nRSET\r\n');
+    // Unidentified, the policy answers (EHLO goes through); identified, it throws: 451 each time.
+    expect(finals(out).slice(1)).toEqual([LOCAL_ERROR, LOCAL_ERROR, LOCAL_ERROR]);
   });
 });
 

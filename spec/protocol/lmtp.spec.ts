@@ -36,7 +36,7 @@ describe('LMTP (RFC 2033)', () => {
     expect(raw(await send(s, 'HELO c.test\r\nEHLO c.test\r\nMAIL FROM:<a@x.test>\r\n'))).toEqual([
       '500 5.5.2 Error: command not recognized',
       '500 5.5.2 Error: command not recognized',
-      '503 5.5.1 Error: send HELO/EHLO first',
+      '503 5.5.1 Error: send LHLO first',
     ]);
     const smtp = open();
     expect(raw(await send(smtp, 'LHLO c.test\r\n'))).toEqual(['500 5.5.2 Error: command not recognized']);
@@ -109,6 +109,27 @@ describe('LMTP (RFC 2033)', () => {
       '250 2.1.5 <d@y.test> Ok: queued as C',
     ]);
     expect(texts).toEqual(['abcde']);
+  });
+
+  it('answers a failing chunk that is not the LAST once, not once per recipient', async () => {
+    const { s } = lmtp(() => 'never', { maxMessageSize: 3 });
+    const replies = await send(s, `${THREE}BDAT 2\r\nabBDAT 2\r\ncdNOOP\r\n`);
+    // Per-recipient replies answer a whole message (RFC 2033 §4.2); a chunk gets one (RFC 3030 §2).
+    expect(raw(replies).slice(-3)).toEqual([
+      '250 2.0.0 2 octets received',
+      '552 5.3.4 Error: message size exceeds fixed maximum message size',
+      '250 2.0.0 Ok',
+    ]);
+    expect(s.p.envelope).toBeUndefined();
+  });
+
+  it('DATA or BDAT with every recipient refused gets 503, as RFC 2033 §4.2 requires', async () => {
+    const refuseAll = { validateRecipientHandler: () => false };
+    for (const command of ['DATA\r\n', 'BDAT 1 LAST\r\nx']) {
+      const { s } = lmtp(() => 'never', refuseAll);
+      const replies = await send(s, `${THREE}${command}NOOP\r\n`);
+      expect(raw(replies).slice(-2)).toEqual(['503 5.5.1 Error: need RCPT command', '250 2.0.0 Ok']);
+    }
   });
 
   it('in SMTP sends only the first answer of a list', async () => {

@@ -260,7 +260,7 @@ describe('D11: the EHLO/HELO reply names the server', () => {
     const replies = parseReplies(out);
     expect(replies[0].lines[0]).toBe('250-mx.test Hello client.example');
     expect(replies[1].lines).toEqual(['250 mx.test Hello client.example']);
-    expect(replies[2].lines).toEqual(['501 5.5.4 Syntax: EHLO hostname']);
+    expect(replies[2].lines).toEqual(['501 Syntax: EHLO hostname']); // no enhanced code (RFC 2034 §3)
   });
 
   test('the EHLO order keeps MailHog’s first keywords: PIPELINING, STARTTLS, AUTH', async () => {

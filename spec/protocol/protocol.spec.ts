@@ -98,7 +98,12 @@ describe('rejectBrokenMailSyntax / rejectBrokenRcptSyntax', () => {
 
   test.each(forms)('strict refuses MAIL %s', async (form) => {
     const out = await session(make({ rejectBrokenMailSyntax: true }), `EHLO c\r\nMAIL ${form}\r\n`);
-    expect(finals(out)[1]).toBe('501 5.1.7 Bad sender address syntax');
+    // No colon right after FROM is a malformed command (5.5.4); a malformed path is 5.1.7 (Postfix).
+    expect(finals(out)[1]).toBe(
+      form.startsWith('FROM :')
+        ? '501 5.5.4 Syntax: MAIL FROM:<address>'
+        : '501 5.1.7 Bad sender address syntax',
+    );
   });
 
   test('strict still accepts the exact form', async () => {
@@ -317,6 +322,24 @@ describe('maxErrors, maxCommandsBeforeHelo, maxAuthFailures', () => {
     expect(codes(out).pop()).toBe(250);
   });
 
+  test('a delivered message forgives earlier errors (Postfix): a long session is not cut off', async () => {
+    const rec = recorder();
+    const p = make({
+      maxErrors: 3,
+      messageReceivedHandler: rec.hook,
+      validateRecipientHandler: (to) => to.address !== 'bad@y.test',
+    });
+    const one = 'MAIL FROM:<a@x.test>\r\nRCPT TO:<bad@y.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n';
+    const out = await feed(p, `EHLO c\r\n${one.repeat(10)}QUIT\r\n`);
+    expect(rec.messages).toHaveLength(10);
+    expect(codes(out.text).filter((code) => code === 421)).toEqual([]);
+    expect(finals(out.text).at(-1)).toBe('221 2.0.0 Bye');
+    // A refused message forgives nothing: three refusals in a row still close the session.
+    const strict = make({ maxErrors: 3, maxMessageSize: 1 });
+    const tooBig = 'MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\nFROB\r\n';
+    expect(codes(await session(strict, `EHLO c\r\n${tooBig.repeat(3)}`)).slice(-2)).toEqual([500, 421]);
+  });
+
   test('hook refusals and 4xx count too', async () => {
     const p = make({ maxErrors: 3, validateRecipientHandler: () => false });
     const out = await feed(p, `${envelope()}RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nNOOP\r\n`);
@@ -487,10 +510,14 @@ describe('CHUNKING (BDAT)', () => {
     expect(finals(out2).slice(2)).toEqual(['503 5.5.1 Error: need RCPT command', OK]);
   });
 
-  test('bad BDAT arguments → 501', async () => {
-    const out = await session(make(), `${envelope()}BDAT x\r\nBDAT 1 FIRST\r\n`);
+  test('bad BDAT arguments → 501, and like any refused BDAT they fail the transaction', async () => {
+    const again = 'MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n';
+    const out = await session(make(), `${envelope()}BDAT x\r\nBDAT 1 FIRST\r\n${again}BDAT 1 FIRST\r\n`);
     expect(finals(out).slice(3)).toEqual([
       '501 5.5.4 Syntax error (BDAT size [LAST])',
+      '503 5.5.1 Error: need MAIL command',
+      '250 2.1.0 Sender a@x.test ok',
+      '250 2.1.5 Recipient b@y.test ok',
       '501 5.5.4 Syntax error (BDAT size [LAST])',
     ]);
   });
@@ -562,6 +589,34 @@ describe('LMTP', () => {
   });
 });
 
+describe('malformed MAIL and RCPT commands', () => {
+  test('a command without `FROM:` / `TO:` is 501 5.5.4 Syntax; a bad address is 5.1.7 / 5.1.3', async () => {
+    const out = await session(
+      make(),
+      'EHLO c\r\nMAIL\r\nMAIL TO:<a@x.test>\r\nMAIL FROM:\r\nMAIL FROM:<a@@x>\r\n' +
+        'MAIL FROM:<a@x.test>\r\nRCPT\r\nRCPT FROM:<b@y.test>\r\nRCPT TO:<b@@y>\r\n',
+    );
+    expect(finals(out).slice(1)).toEqual([
+      '501 5.5.4 Syntax: MAIL FROM:<address>',
+      '501 5.5.4 Syntax: MAIL FROM:<address>',
+      '501 5.5.4 Syntax: MAIL FROM:<address>',
+      '501 5.1.7 Bad sender address syntax',
+      '250 2.1.0 Sender a@x.test ok',
+      '501 5.5.4 Syntax: RCPT TO:<address>',
+      '501 5.5.4 Syntax: RCPT TO:<address>',
+      '501 5.1.3 Bad recipient address syntax',
+    ]);
+  });
+
+  test('before start() a command is told the session has not started', async () => {
+    const p = new Protocol({ hostname: 'mx.test' });
+    p.receive(Buffer.from('EHLO c\r\n'));
+    expect(p.run().output?.toString()).toBe(
+      '503 5.5.1 Error: session not started (the server has not greeted yet)\r\n',
+    );
+  });
+});
+
 describe('MailHog-shaped API', () => {
   test('parse(): one command per call, the rest handed back (string)', () => {
     const p = make();
@@ -609,6 +664,21 @@ describe('MailHog-shaped API', () => {
     expect((p.processCommand('HELO x\ry') as Reply).toString()).toBe(
       '500 5.5.2 Error: command contains invalid characters',
     );
+  });
+
+  test('processCommand(Buffer) checks the bytes themselves: bad UTF-8 is refused, not turned into U+FFFD', () => {
+    const p = make();
+    p.processCommand('EHLO c');
+    const line = Buffer.concat([
+      Buffer.from('MAIL FROM:<'),
+      Buffer.from([0xe9]),
+      Buffer.from('@b.test> SMTPUTF8\r\n'),
+    ]);
+    expect((p.processCommand(line) as Reply).toString()).toBe(
+      '500 5.5.2 Error: command contains invalid characters',
+    );
+    const utf8 = Buffer.from('\r\nMAIL FROM:<é@b.test> SMTPUTF8\r\n', 'utf8');
+    expect((p.processCommand(utf8) as Reply).toString()).toBe('250 2.1.0 Sender é@b.test ok');
   });
 
   test('processData(): text in any chunks; the reply once the final dot is seen', async () => {

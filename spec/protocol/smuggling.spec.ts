@@ -116,6 +116,8 @@ describe('Bare LF as a command terminator', () => {
         .slice(3),
     ).toEqual(['500 5.5.2 Error: command line ended with a bare <LF>', '250 2.0.0 Ok']);
     expect(s.transcript).not.toContain('evil');
-    expect(s.p.envelope?.mailFrom.address).toBe('a@x.test');
+    // The refused BDAT ended the transaction (RFC 3030 §2); the chunk's MAIL never opened another.
+    expect(s.p.envelope).toBeUndefined();
+    expect(s.p.state).toBe('MAIL');
   });
 });

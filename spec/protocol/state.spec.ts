@@ -20,7 +20,7 @@ const NEED_MAIL = '503 5.5.1 Error: need MAIL command';
 const NEED_RCPT = '503 5.5.1 Error: need RCPT command';
 const NESTED = '503 5.5.1 Error: nested MAIL command';
 const IN_TRANSACTION = '503 5.5.1 Error: MAIL transaction in progress';
-const IN_BDAT = '503 5.5.1 Error: BDAT transaction in progress, only BDAT, RSET, NOOP and QUIT are allowed';
+const IN_BDAT = '503 5.5.1 Error: BDAT transaction in progress (send BDAT, or RSET to abandon it)';
 const HELLO = '250 mx.test Hello c.test';
 const EHLO = '250-mx.test Hello c.test'; // the first line of the multi-line reply
 const SENDER_OK = '250 2.1.0 Sender a@x.test ok';
@@ -163,7 +163,7 @@ const TABLE: Record<Start, Record<Verb, Cell>> = {
     EXPN: [NOT_IMPLEMENTED, R],
     AUTH: [IN_TRANSACTION, R],
     STARTTLS: [IN_TRANSACTION, R],
-    BDAT: [NEED_RCPT, R],
+    BDAT: [NEED_RCPT, M], // a refused BDAT fails the transaction (RFC 3030 §2)
     unknown: [UNKNOWN, R],
     empty: [UNKNOWN, R],
   },
@@ -344,7 +344,8 @@ describe('sequencing (RFC 5321 §3.3, §4.1.4)', () => {
 
   test('EHLO/HELO without a domain → 501', async () => {
     const out = await session(make(), 'EHLO\r\nHELO   \r\n');
-    expect(finals(out)).toEqual(['501 5.5.4 Syntax: EHLO hostname', '501 5.5.4 Syntax: HELO hostname']);
+    // No enhanced code on a reply to HELO/EHLO (RFC 2034 §3), as Postfix answers.
+    expect(finals(out)).toEqual(['501 Syntax: EHLO hostname', '501 Syntax: HELO hostname']);
   });
 
   test('verbs are case-insensitive', async () => {

@@ -19,10 +19,13 @@ export const chunking: Extension = {
         if (match) protocol.expectChunk(Number(match[1]), match[2] !== undefined);
       },
       handle(command, protocol) {
-        if (!BDAT_ARGS.test(command.args)) return reply('SyntaxError', 'BDAT size [LAST]');
-        const envelope = protocol.envelope;
-        if (envelope === undefined || envelope.rcptTo.length === 0)
-          return reply('BadSequence', 'need RCPT command');
+        if (!BDAT_ARGS.test(command.args)) {
+          // No size, so no chunk to skip; like any refused BDAT it fails the transaction (§2).
+          protocol.abandonTransaction();
+          return reply('SyntaxError', 'BDAT size [LAST]');
+        }
+        const noRecipients = protocol.noRecipientsRefusal();
+        if (noRecipients !== undefined) return noRecipients; // as DATA answers (the chunk is skipped)
         protocol.acceptChunk();
         return null;
       },

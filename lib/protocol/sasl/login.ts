@@ -22,7 +22,8 @@ function askPassword(username: string): SaslStep {
     challenge: PASSWORD_PROMPT,
     next: (password) => ({
       kind: 'done',
-      credentials: passwordCredentials('LOGIN', username, password.toString('utf8')),
+      // LOGIN names no charset (old clients send Latin-1): the text may be lossy, the check is not.
+      credentials: passwordCredentials('LOGIN', username, password.toString('utf8'), undefined, password),
     }),
   };
 }

@@ -39,18 +39,24 @@ export function decodeSaslBase64(text: string): Buffer | undefined {
   return Buffer.from(text, 'base64');
 }
 
+/**
+ * Credentials holding a password. `passwordBytes` are the octets the client sent, when they need not
+ * be UTF-8 (LOGIN): the password is checked against those, so two different byte strings never pass
+ * for one another through a lossy decoding.
+ */
 export function passwordCredentials(
   method: string,
   username: string,
   password: string,
   authzid?: string,
+  passwordBytes: Buffer = Buffer.from(password, 'utf8'),
 ): AuthCredentials {
   return {
     method,
     username,
     password,
     authzid,
-    validatePassword: (candidate) => safeEqual(Buffer.from(candidate), Buffer.from(password)),
+    validatePassword: (candidate) => safeEqual(Buffer.from(candidate, 'utf8'), passwordBytes),
   };
 }
 

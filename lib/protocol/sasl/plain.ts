@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { passwordCredentials, type SaslMechanism, type SaslStep } from './mechanism';
 
 /** PLAIN, RFC 4616: `[authzid] NUL authcid NUL passwd`, as initial response or after an empty 334. */
@@ -10,13 +11,13 @@ export const plainMechanism: SaslMechanism = {
 };
 
 function complete(message: Buffer): SaslStep {
-  const text = message.toString('utf8');
-  const parts = text.split('\0');
+  // RFC 4616 §2: all three fields are UTF-8; anything else is a malformed message, not a password.
+  if (!isUtf8(message)) return { kind: 'malformed', detail: 'PLAIN credentials must be UTF-8' };
+  const parts = message.toString('utf8').split('\0');
   if (parts.length !== 3 || parts[1] === '')
     return { kind: 'malformed', detail: 'PLAIN wants authzid NUL authcid NUL password' };
   const [authzid, username, password] = parts;
-  return {
-    kind: 'done',
-    credentials: passwordCredentials('PLAIN', username, password, authzid || undefined),
-  };
+  // An authzid equal to the authcid asks for nothing more (RFC 4616 §2): only a different one is kept.
+  const asSomeoneElse = authzid !== '' && authzid !== username ? authzid : undefined;
+  return { kind: 'done', credentials: passwordCredentials('PLAIN', username, password, asSomeoneElse) };
 }
