@@ -347,19 +347,30 @@ function parseV2(input: Buffer, maxLength: number): ProxyParseResult {
       rest,
     };
   }
-  if (total - V2_FIXED_LENGTH < fam.addressLength) {
-    return invalid(`PROXY v2 length ${total - V2_FIXED_LENGTH} is too short for ${fam.family} addresses`);
-  }
-
   const header: ProxyHeader = { ...base, family: fam.family, tlvs: [], headerLength: total };
-  // §2.2: LOCAL means "use the real connection endpoints", so addresses are not reported.
-  if (command === CMD_PROXY) Object.assign(header, readV2Addresses(headerBytes, fam.family));
+  const problem = readV2Block(header, headerBytes, fam);
+  if (problem === undefined) return { status: 'complete', header, rest };
+  // §2.2: LOCAL "must accept this connection as valid" and discards the block: a short or padded
+  // one is skipped whole (its TLVs, if any, are not reported), never a reason to refuse.
+  if (command === CMD_LOCAL) return { status: 'complete', header: { ...header, tlvs: [] }, rest };
+  return invalid(problem);
+}
 
+/** Reads the addresses (PROXY only) and TLVs of a v2 block into `header`; returns what is wrong. */
+function readV2Block(
+  header: ProxyHeader,
+  headerBytes: Buffer,
+  fam: { family: V2Family; addressLength: number },
+): string | undefined {
+  const total = headerBytes.length;
+  if (total - V2_FIXED_LENGTH < fam.addressLength) {
+    return `PROXY v2 length ${total - V2_FIXED_LENGTH} is too short for ${fam.family} addresses`;
+  }
+  // §2.2: LOCAL means "use the real connection endpoints", so addresses are not reported.
+  if (header.command === 'PROXY') Object.assign(header, readV2Addresses(headerBytes, fam.family));
   const entries = readTlvs(headerBytes, V2_FIXED_LENGTH + fam.addressLength, total);
-  if (typeof entries === 'string') return invalid(entries);
-  const problem = applyTlvs(header, entries, headerBytes);
-  if (problem !== undefined) return invalid(problem);
-  return { status: 'complete', header, rest };
+  if (typeof entries === 'string') return entries;
+  return applyTlvs(header, entries, headerBytes);
 }
 
 function readV2Addresses(buf: Buffer, family: V2Family): Partial<ProxyHeader> {

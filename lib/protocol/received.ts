@@ -21,8 +21,9 @@ export function buildReceivedHeader(
   options: ReceivedOptions = {},
 ): string {
   const helo = session.helo ?? 'unknown';
-  const address = session.remoteAddress ?? 'unknown';
-  const literal = address.includes(':') ? `[IPv6:${address.replace(/^::ffff:/, '')}]` : `[${address}]`;
+  // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`: that is an IPv4 literal.
+  const address = (session.remoteAddress ?? 'unknown').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  const literal = address.includes(':') ? `[IPv6:${sanitize(address)}]` : `[${sanitize(address)}]`;
   const clauses = [
     `from ${sanitize(helo)} (${literal})`,
     `by ${sanitize(session.hostname)}`,

@@ -4,6 +4,7 @@ import { Duplex } from 'readable-stream';
 import { Protocol, type ProtocolOptions } from '../protocol/protocol';
 import { LazyAbort } from '../protocol/lazy-abort';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header';
+import { isAllowed, type AllowList } from '../protocol/allow-list';
 import type { Reply } from '../protocol/reply';
 import type { Command } from '../protocol/command';
 import { State } from '../protocol/state';
@@ -12,7 +13,7 @@ import { AuthRequest, SmtpMessage, type Decision } from './events';
 
 export interface ProxyProtocolOptions {
   /** Addresses allowed to send a PROXY header; others are disconnected. Default: any. */
-  allowFrom?: string[] | ((address: string | undefined) => boolean);
+  allowFrom?: AllowList;
   /** Milliseconds to wait for the header. Default 10 000. */
   timeout?: number;
   /** Longest header accepted (v2 with TLVs). Default 4096. */
@@ -121,11 +122,7 @@ export class SmtpSessionStream extends Duplex {
     }
     if (options.proxy) {
       const allow = typeof options.proxy === 'object' ? options.proxy.allowFrom : undefined;
-      const allowed =
-        allow === undefined ||
-        (typeof allow === 'function'
-          ? allow(options.remoteAddress)
-          : allow.includes(options.remoteAddress ?? ''));
+      const allowed = allow === undefined || isAllowed(allow, options.remoteAddress);
       this.proxyPending = Buffer.alloc(0);
       if (!allowed) queueMicrotask(() => this.destroy());
       else

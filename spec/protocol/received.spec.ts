@@ -57,6 +57,11 @@ describe('buildReceivedHeader (RFC 5321 §4.4)', () => {
     expect(header).not.toContain('for <');
   });
 
+  it('writes an IPv4-mapped peer (a dual-stack listener) as the IPv4 literal it is', () => {
+    const header = buildReceivedHeader(session({ remoteAddress: '::ffff:192.0.2.8' }), envelope, { date });
+    expect(header.split('\r\n')[0]).toBe('Received: from client.example ([192.0.2.8])');
+  });
+
   it('cannot be broken by a hostile HELO', () => {
     const header = buildReceivedHeader(session({ helo: 'evil\r\nBcc: x; (y)' }), envelope, { date });
     expect(header.split('\r\n')[0]).toBe('Received: from evil__Bcc:_x___y_ ([192.0.2.7])');

@@ -30,10 +30,102 @@ describe('XCLIENT / XFORWARD (Postfix), opt-in and allow-listed', () => {
       'EHLO proxy\r\nXCLIENT ADDR=192.0.2.9 LOGIN=ann NAME=[UNAVAILABLE]\r\nMAIL FROM:<a@b.c>\r\nEHLO real\r\nMAIL FROM:<a@b.c>\r\n',
     );
     expect(out).toContain('250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT');
-    expect(out).toContain('220 mx.test ESMTP smtp-session-stream');
+    expect(out.filter((l) => l.startsWith('220 '))).toHaveLength(2); // the greeting, then XCLIENT's
     // After XCLIENT the session starts over: MAIL needs a new EHLO.
     expect(out.filter((l) => l.startsWith('503'))).toHaveLength(1);
     expect(seen).toEqual({ remoteAddress: '192.0.2.9', user: 'ann', helo: 'real' });
+  });
+
+  it('refuses malformed values with 501 5.5.4 and keeps the session as it was (Postfix)', async () => {
+    const bad = [
+      'ADDR=not-an-ip',
+      'ADDR=1.2.3.4+0D+0AX-Injected:+20yes',
+      'ADDR=IPV6:1::2::3',
+      'PORT=abc',
+      'PORT=99999',
+      'PORT=-1',
+      'PORT=0x10',
+      'DESTPORT=1e3',
+      'PROTO=FOO',
+      'NAME=a+0Db',
+      'HELO=x+00y',
+    ];
+    let seen: string | undefined;
+    const out = await talk(
+      {
+        remoteAddress: '10.0.0.5',
+        extensions: [xclient(['10.0.0.5']), xforward(['10.0.0.5'])],
+        validateSenderHandler: (_from, session) => ((seen = session.remoteAddress), true),
+      },
+      `EHLO p\r\n${bad.map((attr) => `XCLIENT ${attr}\r\n`).join('')}XFORWARD SOURCE=ELSEWHERE\r\nMAIL FROM:<a@b.c>\r\n`,
+    );
+    const name = (attr: string): string => attr.slice(0, attr.indexOf('='));
+    expect(out.filter((l) => l.startsWith('501'))).toEqual([
+      ...bad.map((attr) => `501 5.5.4 Bad ${name(attr)} parameter value`),
+      '501 5.5.4 Bad SOURCE parameter value',
+    ]);
+    expect(seen).toBe('10.0.0.5');
+  });
+
+  it('accepts the address forms Postfix sends: IPv4, IPV6:-prefixed IPv6, ports 0-65535', async () => {
+    let seen: unknown;
+    await talk(
+      {
+        remoteAddress: '10.0.0.5',
+        extensions: [xclient(['10.0.0.5'])],
+        validateSenderHandler: (_f, s) => (
+          (seen = [s.remoteAddress, s.remotePort, s.localAddress, s.localPort]),
+          true
+        ),
+      },
+      'EHLO p\r\nXCLIENT ADDR=IPV6:2001:db8::9 PORT=65535 DESTADDR=192.0.2.1 DESTPORT=0 PROTO=esmtp\r\nEHLO c\r\nMAIL FROM:<a@b.c>\r\n',
+    );
+    expect(seen).toEqual(['2001:db8::9', 65535, '192.0.2.1', 0]);
+  });
+
+  it('XCLIENT without LOGIN leaves the client unauthenticated: it never inherits the proxy’s AUTH', async () => {
+    let user: string | undefined = 'not called';
+    const out = await talk(
+      {
+        remoteAddress: '10.0.0.5',
+        extensions: [xclient(['10.0.0.5'])],
+        lookupPassword: () => 'pw',
+        requireAuth: true,
+        validateSenderHandler: (_f, s) => ((user = s.user), true),
+      },
+      'EHLO p\r\nAUTH PLAIN AHByb3h5AHB3\r\nXCLIENT ADDR=192.0.2.9\r\nEHLO c\r\nMAIL FROM:<a@b.c>\r\n',
+    );
+    expect(out).toContain('235 2.7.0 Authentication successful');
+    expect(out).toContain('530 5.7.0 Authentication required');
+    expect(user).toBe('not called');
+  });
+
+  it('merges attributes sent over several XCLIENT commands (XCLIENT_README note 1)', async () => {
+    let attrs: unknown;
+    await talk(
+      {
+        remoteAddress: '10.0.0.5',
+        extensions: [xclient(['10.0.0.5'])],
+        validateSenderHandler: (_f, s) => ((attrs = s.extra.xclient), true),
+      },
+      'EHLO p\r\nXCLIENT NAME=client.example HELO=c\r\nXCLIENT ADDR=192.0.2.9 PORT=4000\r\nEHLO c\r\nMAIL FROM:<a@b.c>\r\n',
+    );
+    expect(attrs).toEqual({ NAME: 'client.example', HELO: 'c', ADDR: '192.0.2.9', PORT: '4000' });
+  });
+
+  it('matches an allow list whatever form the peer address takes (IPv4-mapped, IPv6 case)', async () => {
+    for (const [peer, list] of [
+      ['::ffff:10.0.0.5', ['10.0.0.5']],
+      ['10.0.0.5', ['::FFFF:10.0.0.5']],
+      ['2001:DB8::5', ['2001:db8::5']],
+    ] as const) {
+      const out = await talk(
+        { remoteAddress: peer, extensions: [xclient([...list])] },
+        'EHLO p\r\nXCLIENT ADDR=192.0.2.9\r\n',
+      );
+      // The greeting, then XCLIENT's own 220 (a refusal would be 550).
+      expect(out.filter((l) => l.startsWith('220 '))).toHaveLength(2);
+    }
   });
 
   it('refuses other peers and does not advertise to them', async () => {
