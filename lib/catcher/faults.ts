@@ -48,7 +48,8 @@ export class FaultInjector {
     const step = this.faults.dropAt;
     if (step === undefined) return;
     if (step === 'connect') {
-      queueMicrotask(() => session.destroy());
+      // Now, before the greeting (queued by attach for the next microtask) can go out.
+      if (this.random() < this.faults.rate) session.destroy();
       return;
     }
     const verbs: Record<string, string[]> = {

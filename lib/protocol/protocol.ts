@@ -69,6 +69,8 @@ export interface RunResult {
   pending: Promise<void> | null;
   /** `starttls`: send `output`, then hand the connection to TLS and call `tlsStarted()`. `close`: send `output`, then close. */
   action: 'starttls' | 'close' | null;
+  /** The run stopped at its `maxReplies`: complete input is still queued; send `output`, then run again. */
+  more: boolean;
 }
 
 /** `runText()`'s answer: `run()`'s, with the replies as text (to be sent UTF-8 encoded). */
@@ -76,6 +78,7 @@ export interface TextRunResult {
   output: string | null;
   pending: Promise<void> | null;
   action: 'starttls' | 'close' | null;
+  more: boolean;
 }
 
 /** `parse()`'s answer, in the spirit of MailHog's `Parse(buf) (rest, reply)`. */
@@ -217,6 +220,9 @@ export class Protocol {
   private commandsBeforeHelo = 0;
   private shutdownRequested = false;
   private pumping = false;
+  /** How many replies the current `run()` may queue, and whether it stopped there with input left. */
+  private replyBudget = Infinity;
+  private stoppedEarly = false;
 
   constructor(options: ProtocolOptions = {}) {
     this.hostname = options.hostname ?? DEFAULTS.hostname;
@@ -350,24 +356,32 @@ export class Protocol {
     this.framer.push(chunk);
   }
 
-  /** Processes queued input as far as it can without waiting; returns the replies to send. */
-  run(): RunResult {
-    const action = this.advance();
-    return { output: this.renderReplies(), pending: this.waiting, action };
+  /**
+   * Processes queued input as far as it can without waiting; returns the replies to send. With
+   * `maxReplies`, it stops once that many replies are queued (`more` is then true), so that a
+   * driver can send them and see whether its reader keeps up before it goes on: a client that
+   * pipelines commands without reading replies is then held back by backpressure.
+   */
+  run(maxReplies = Infinity): RunResult {
+    const action = this.advance(maxReplies);
+    return { output: this.renderReplies(), pending: this.waiting, action, more: this.stoppedEarly };
   }
 
   /**
    * `run()` with the replies as a string, for drivers that write text to their connection (no
    * Buffer per batch; `socket.write(text)` encodes it as UTF-8).
    */
-  runText(): TextRunResult {
-    const action = this.advance();
-    return { output: this.renderText(), pending: this.waiting, action };
+  runText(maxReplies = Infinity): TextRunResult {
+    const action = this.advance(maxReplies);
+    return { output: this.renderText(), pending: this.waiting, action, more: this.stoppedEarly };
   }
 
   /** run()'s work before rendering: process input, then take the action (starttls is reported once). */
-  private advance(): RunResult['action'] {
+  private advance(maxReplies: number): RunResult['action'] {
+    this.replyBudget = maxReplies;
+    this.stoppedEarly = false;
     this.pump();
+    this.replyBudget = Infinity;
     const action = this.action;
     if (action === 'starttls') this.action = null;
     return action;
@@ -500,6 +514,10 @@ export class Protocol {
     try {
       while (this.waiting === null && this.state !== State.Done && this.state !== State.StartTls) {
         if (textOnly && !this.framer.readingText) return;
+        if (this.replies.length >= this.replyBudget) {
+          this.stoppedEarly = true;
+          return;
+        }
         const frame = this.framer.next();
         if (frame === undefined) return;
         this.handleFrame(frame);

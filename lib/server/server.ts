@@ -1,15 +1,22 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import * as tls from 'node:tls';
-import { SmtpSessionStream, type SmtpSessionOptions } from '../stream/session-stream';
+import type { ProxyHeader } from '../protocol/proxy-header';
+import { SmtpSessionStream, secureContextFor, type SmtpSessionOptions } from '../stream/session-stream';
 
 export interface SmtpServerOptions extends SmtpSessionOptions {
-  /** Implicit TLS (RFC 8314, port 465 style): the listener speaks TLS from the first byte; needs `tls`. */
+  /**
+   * Implicit TLS (RFC 8314, port 465 style): each session speaks TLS from the first byte (after a
+   * PROXY header, with `proxy`); needs `tls`. A handshake is a session like any other: counted by
+   * `maxClients`, timed by `tlsHandshakeTimeout`, ended by `close()`.
+   */
   secure?: boolean;
   /** Concurrent sessions; one more gets `421 4.7.0` and is closed. Default 1000. 0: no limit. */
   maxClients?: number;
-  /** Concurrent sessions per client address; beyond it `421 4.7.0`. Default 0 (no limit). */
+  /**
+   * Concurrent sessions per client address; beyond it `421 4.7.0`. Default 0 (no limit). With
+   * `proxy`, the address is the real client's, from its PROXY header.
+   */
   maxClientsPerAddress?: number;
   /** A stream to put between each session's replies and its socket (e.g. a throttle or a tap). */
   outputTransform?: () => import('node:stream').Duplex;
@@ -18,30 +25,30 @@ export interface SmtpServerOptions extends SmtpSessionOptions {
 }
 
 /**
- * A `net.Server` (or `tls.Server` for implicit TLS) that pipes each connection through an
- * `SmtpSessionStream`. Emits `session` for each one, plus `listening`, `close` and `error`.
+ * A `net.Server` that serves each connection with an `SmtpSessionStream` (which runs TLS itself,
+ * STARTTLS or implicit). Emits `session` for each one, plus `listening`, `close`, `error`,
+ * `sessionError` and `tlsClientError`.
  */
 export class SmtpServer extends EventEmitter {
   readonly server: net.Server;
   readonly sessions = new Set<SmtpSessionStream>();
   private readonly options: SmtpServerOptions;
   private readonly perAddress = new Map<string, number>();
-  private closing = false;
+  private closed: Promise<void> | undefined;
   private starting = false;
 
   constructor(options: SmtpServerOptions = {}, onSession?: (session: SmtpSessionStream) => void) {
     super();
-    this.options = options;
+    if (options.secure && options.tls === undefined)
+      throw new Error('SmtpServer: secure needs tls options (key/cert)');
+    // The key and certificate are checked now (a bad pair throws here, not at a client's
+    // handshake) and parsed once for every session.
+    this.options =
+      options.tls === undefined
+        ? options
+        : { ...options, tls: { ...options.tls, secureContext: secureContextFor(options.tls) } };
     if (onSession) this.on('session', onSession);
-    if (options.secure) {
-      if (options.tls === undefined) throw new Error('SmtpServer: secure needs tls options (key/cert)');
-      this.server = tls.createServer({ ...options.tls, allowHalfOpen: true }, (socket) =>
-        this.accept(socket),
-      );
-      this.server.on('tlsClientError', (error) => this.emit('tlsClientError', error));
-    } else {
-      this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    }
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     // While start() waits, a listen error is its rejection, not also an unhandled 'error' event.
     this.server.on('error', (error) => {
       if (!this.starting) this.emit('error', error);
@@ -77,9 +84,17 @@ export class SmtpServer extends EventEmitter {
    * Stops accepting; idle sessions get `421 4.3.2` now, sessions inside a message after it is
    * answered; whatever is still open after `closeTimeout` is cut.
    */
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
+  close(): Promise<void> {
+    // Every caller waits for the same end.
+    this.closed ??= this.closeSessions();
+    return this.closed;
+  }
+
+  private get closing(): boolean {
+    return this.closed !== undefined;
+  }
+
+  private async closeSessions(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const session of this.sessions) session.shutdown();
     const deadline = this.options.closeTimeout ?? 30_000;
@@ -96,8 +111,6 @@ export class SmtpServer extends EventEmitter {
   private accept(socket: net.Socket): void {
     // Replies are small and the client waits for each batch: send them now, not after an ACK.
     socket.setNoDelay(true);
-    const address = socket.remoteAddress ?? '';
-    const secure = socket instanceof tls.TLSSocket;
     // The server's options as the prototype, the connection's facts as own properties: no copy of
     // every option per session (an options object per idle session is memory for nothing).
     const options: SmtpSessionOptions = Object.create(this.options);
@@ -105,46 +118,62 @@ export class SmtpServer extends EventEmitter {
     options.remotePort = socket.remotePort;
     options.localAddress = socket.localAddress;
     options.localPort = socket.localPort;
-    if (secure) {
-      options.secure = true;
-      options.tlsInfo = {
-        protocol: socket.getProtocol(),
-        cipher: socket.getCipher()?.name ?? null,
-        servername: (socket as tls.TLSSocket & { servername?: string | false }).servername || null,
-        authorized: socket.authorized,
-      };
-      options.tls = undefined; // a TLS listener does not offer STARTTLS on top
+    if (this.options.secure) {
+      // `secure` here means a TLS listener: the session runs the handshake and is secure after it.
+      options.secure = false;
+      options.implicitTls = true;
     } else if (this.options.tlsInfo !== undefined) {
       options.tlsInfo = undefined; // a plain connection is not TLS, whatever the server options say
     }
     const session = new SmtpSessionStream(options);
+    if (this.listenerCount('tlsClientError') > 0)
+      session.on('tlsClientError', (error: Error) => this.emit('tlsClientError', error, session));
     const transform = this.options.outputTransform?.();
-    const count = (this.perAddress.get(address) ?? 0) + 1;
     const maxClients = this.options.maxClients ?? 1000;
     const perAddressLimit = this.options.maxClientsPerAddress ?? 0;
-    const overLimit =
-      this.closing ||
-      (maxClients > 0 && this.sessions.size >= maxClients) ||
-      (perAddressLimit > 0 && count > perAddressLimit);
+    // Behind a PROXY header the socket's address is the proxy's: the client's comes with the header.
+    let address: string | undefined = this.options.proxy ? undefined : (socket.remoteAddress ?? '');
     let counted = false;
     // One 'close' listener does the whole teardown: each listener costs memory per idle session.
     const onClosed = (): void => {
       if (!counted) return;
       counted = false;
       this.sessions.delete(session);
-      const left = (this.perAddress.get(address) ?? 1) - 1;
-      if (left > 0) this.perAddress.set(address, left);
-      else this.perAddress.delete(address);
+      if (address !== undefined) this.release(address);
     };
     wire(socket, session, transform, (error) => this.emit('sessionError', error, session), onClosed);
-    if (overLimit) {
+    if (this.closing || (maxClients > 0 && this.sessions.size >= maxClients)) {
       session.refuse(this.closing ? 'ShuttingDown' : 'TooManyConnections');
+      return;
+    }
+    if (address !== undefined && !this.admit(address, perAddressLimit)) {
+      session.refuse('TooManyConnections');
       return;
     }
     counted = true;
     this.sessions.add(session);
-    this.perAddress.set(address, count);
+    if (address === undefined && perAddressLimit > 0) {
+      session.once('proxy', (header: ProxyHeader) => {
+        const client = header.sourceAddress ?? socket.remoteAddress ?? '';
+        if (!this.admit(client, perAddressLimit)) return session.refuse('TooManyConnections');
+        address = client;
+      });
+    }
     this.emit('session', session);
+  }
+
+  /** Counts one more session from `address`, unless that would pass the limit. */
+  private admit(address: string, limit: number): boolean {
+    const count = (this.perAddress.get(address) ?? 0) + 1;
+    if (limit > 0 && count > limit) return false;
+    this.perAddress.set(address, count);
+    return true;
+  }
+
+  private release(address: string): void {
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(address, left);
+    else this.perAddress.delete(address);
   }
 }
 

@@ -28,11 +28,18 @@ export interface SmtpSessionOptions extends ProtocolOptions {
   tls?: tls.TlsOptions;
   /** The connection piped in is already TLS (implicit TLS, RFC 8314): details for the session. */
   tlsInfo?: TlsInfo;
+  /**
+   * Implicit TLS (RFC 8314) run by the session itself: the client's first bytes (after a PROXY
+   * header, if one is expected) are a TLS handshake with the `tls` options, and the greeting follows
+   * it. What `SmtpServer` uses for `secure: true`, so that a handshake is timed and counted like any
+   * session and a PROXY header can come before it.
+   */
+  implicitTls?: boolean;
   /** Milliseconds of client silence while a command is expected → 421 4.4.2. Default 300 000 (RFC 5321 §4.5.3.2.7). */
   idleTimeout?: number;
   /** Milliseconds of silence inside message text (DATA/BDAT) → 421 4.4.2. Default 180 000 (§4.5.3.2.5). */
   dataTimeout?: number;
-  /** Milliseconds for the TLS handshake after STARTTLS; then the connection is closed. Default 30 000. */
+  /** Milliseconds for a TLS handshake (STARTTLS or implicit); then the connection is closed. Default 30 000. */
   tlsHandshakeTimeout?: number;
   /** Expect a HAProxy PROXY protocol header (v1 or v2) before SMTP; the greeting waits for it. */
   proxy?: boolean | ProxyProtocolOptions;
@@ -51,7 +58,14 @@ interface TlsLayer {
   /** Our end of the pair: encrypted bytes in (from the client) and out (to the client). */
   wire: import('node:stream').Duplex;
   established: boolean;
+  /** TLS from the first byte (no STARTTLS): the greeting waits for the handshake. */
+  implicit: boolean;
 }
+
+type Ending = 'shutdown' | 'TooManyConnections' | 'ShuttingDown' | 'Timeout';
+
+/** Replies one `run()` may produce before the stream writes them and checks the reader keeps up. */
+const REPLIES_PER_RUN = 256;
 
 type Listener = (...args: never[]) => unknown;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -107,6 +121,10 @@ export class SmtpSessionStream extends Duplex {
   /** Someone listens to `input` / `output`: only then are those events emitted (they cost per chunk). */
   private inputTapped = false;
   private outputTapped = false;
+  /** A shutdown or refusal asked for during a TLS handshake: done once it completes (never in clear). */
+  private endingAfterHandshake: Ending | undefined;
+  /** The connection piped into us (`socket.pipe(session)`): its errors end us, our end closes it. */
+  private source: import('node:stream').Readable | undefined;
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
@@ -114,7 +132,12 @@ export class SmtpSessionStream extends Duplex {
     const protocol = new Protocol(options);
     this.protocol = protocol;
     if (options.tlsInfo !== undefined) protocol.setTlsInfo(options.tlsInfo);
-    if (options.tls !== undefined && options.tlsHandler === undefined && !protocol.session.secure) {
+    if (
+      options.tls !== undefined &&
+      options.tlsHandler === undefined &&
+      !protocol.session.secure &&
+      !options.implicitTls
+    ) {
       protocol.tlsHandler = async (session) => {
         await this.emitInOrder('starttls', session);
         return true;
@@ -133,7 +156,22 @@ export class SmtpSessionStream extends Duplex {
           () => this.destroy(),
         );
     }
+    // `socket.pipe(session).pipe(socket)`: an error on the connection (a reset) ends the session
+    // instead of crashing the process, and a session that ends itself closes the connection.
+    this.on('pipe', (source: import('node:stream').Readable) => {
+      this.source = source;
+      source.on('error', this.onSourceError);
+    });
+    this.on('unpipe', (source: import('node:stream').Readable) => {
+      if (this.source !== source) return;
+      source.off('error', this.onSourceError);
+      this.source = undefined;
+    });
   }
+
+  private readonly onSourceError = (error: Error): void => {
+    this.destroy(isDisconnect(error) ? undefined : error);
+  };
 
   // Events are the stream's face of the core's hooks: the first listener of an event installs its
   // hook. (Overriding the adders, not a 'newListener' listener: that costs memory per session.)
@@ -200,6 +238,10 @@ export class SmtpSessionStream extends Duplex {
   /** Graceful end: 421 now if idle, or right after the message in progress has been answered. */
   shutdown(): void {
     if (this.closing || this.destroyed) return;
+    if (this.handshaking()) {
+      this.endingAfterHandshake ??= 'shutdown';
+      return;
+    }
     // Not greeted yet: the 421 replaces the greeting (which must not be reported as sent).
     this.greeted = true;
     this.protocol.shutdown();
@@ -209,9 +251,22 @@ export class SmtpSessionStream extends Duplex {
   /** Ends the session with a 421 of the server's choosing (e.g. too many connections). */
   refuse(id: 'TooManyConnections' | 'ShuttingDown' | 'Timeout'): void {
     if (this.closing || this.destroyed) return;
+    if (this.handshaking()) {
+      this.endingAfterHandshake = id;
+      return;
+    }
     this.greeted = true;
     this.sendCleartext(this.protocol.closeWith(id));
     this.closeOutput();
+  }
+
+  /**
+   * A TLS handshake is under way, or implicit TLS has not begun: nothing may be written in clear
+   * text now, so a 421 waits for the handshake (which its own timeout bounds).
+   */
+  private handshaking(): boolean {
+    if (this.tlsLayer !== undefined) return !this.tlsLayer.established;
+    return this.options.implicitTls === true && !this.greeted;
   }
 
   /**
@@ -231,7 +286,7 @@ export class SmtpSessionStream extends Duplex {
     connection.resume(); // as pipe() does: a connection paused before (pauseOnConnect) is read too
     // Greeted after the caller's synchronous set-up, as a pipe would: a refusal replaces it.
     queueMicrotask(() => {
-      if (this.proxyPending === undefined && !this.greeted && !this.destroyed) this.greet();
+      if (this.proxyPending === undefined) this.open();
     });
     return this;
   }
@@ -251,7 +306,7 @@ export class SmtpSessionStream extends Duplex {
   // ---- Duplex plumbing ------------------------------------------------------------------------
 
   override _read(): void {
-    if (!this.greeted && this.proxyPending === undefined) this.greet();
+    if (this.proxyPending === undefined) this.open();
     this.outputDrained();
   }
 
@@ -277,23 +332,29 @@ export class SmtpSessionStream extends Duplex {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.closing) return callback();
-    if (this.tlsLayer !== undefined) {
-      this.touch();
-      if (this.tlsLayer.wire.write(chunk)) callback();
-      else this.tlsLayer.wire.once('drain', () => callback());
-      return;
-    }
     if (this.proxyPending !== undefined) return this.readProxyHeader(chunk, callback);
-    this.feed(chunk, callback);
+    this.takeInput(chunk, callback);
+  }
+
+  /** The client's bytes after any PROXY header: into TLS while TLS is on (or starting), else to the core. */
+  private takeInput(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    if (this.tlsLayer === undefined && this.options.implicitTls) this.open();
+    const layer = this.tlsLayer;
+    if (layer === undefined) return this.feed(chunk, callback);
+    this.touch();
+    if (layer.wire.write(chunk)) callback();
+    else layer.wire.once('drain', () => callback());
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.inputEnded = true;
     if (this.tlsLayer !== undefined && !this.closing) {
+      // The encrypted input ended; the cleartext still inside TLS is answered first, and the TLS
+      // socket's own 'end' (after its last record is read) ends the input.
       this.tlsLayer.wire.end();
       this.finalCallback = callback;
       return;
     }
+    this.inputEnded = true;
     this.endOfInput(callback);
   }
 
@@ -305,10 +366,18 @@ export class SmtpSessionStream extends Duplex {
     this.tlsLayer?.wire.destroy();
     this.releaseHeld();
     if (this.connection !== undefined && !this.connection.destroyed) this.connection.destroy();
+    if (this.source !== undefined && !this.source.destroyed) this.source.destroy();
     callback(error);
   }
 
   // ---- Cleartext in, replies out --------------------------------------------------------------
+
+  /** The session starts: the greeting, or for implicit TLS the handshake (the greeting follows it). */
+  private open(): void {
+    if (this.greeted || this.destroyed || this.closing) return;
+    if (!this.options.implicitTls) return this.greet();
+    if (this.tlsLayer === undefined) this.upgrade(true);
+  }
 
   private greet(): void {
     this.greeted = true;
@@ -317,7 +386,7 @@ export class SmtpSessionStream extends Duplex {
   }
 
   private feed(chunk: Buffer, callback: (error?: Error | null) => void): void {
-    if (!this.greeted) this.greet();
+    if (!this.greeted) this.open();
     if (this.inputTapped) this.emit('input', chunk);
     // The silence clock is restarted after the chunk is processed (end of drive()), when the state
     // it leaves is known: a command completed, or text in DATA.
@@ -333,7 +402,11 @@ export class SmtpSessionStream extends Duplex {
     this.running = true;
     for (;;) {
       // Replies as text unless an `output` listener wants Buffers: no Buffer per batch to write.
-      const result = this.outputTapped ? this.protocol.run() : this.protocol.runText();
+      // At most REPLIES_PER_RUN per run, so that a client that sends commands without reading the
+      // replies is held back by its own backpressure, not answered into our memory.
+      const result = this.outputTapped
+        ? this.protocol.run(REPLIES_PER_RUN)
+        : this.protocol.runText(REPLIES_PER_RUN);
       if (result.output !== null) this.sendCleartext(result.output);
       if (result.action === 'close') {
         this.running = false;
@@ -353,9 +426,11 @@ export class SmtpSessionStream extends Duplex {
         );
         return;
       }
+      if (this.outputBlocked) break; // resumed by the reader's drain
+      if (result.more) continue; // the reply budget stopped the run: the reader keeps up, go on
       // An in-process connection can answer our write at once, from inside it: that input came
       // while we were running and must be processed now, or both sides would wait for ever.
-      if (this.fedWhileRunning && !this.outputBlocked) {
+      if (this.fedWhileRunning) {
         this.fedWhileRunning = false;
         continue;
       }
@@ -380,11 +455,13 @@ export class SmtpSessionStream extends Duplex {
   }
 
   private sendCleartext(bytes: Buffer | string): void {
+    const layer = this.tlsLayer;
+    if (layer !== undefined && !layer.established) return; // never clear text into a handshake
     if (this.outputTapped)
       this.emit('output', typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes);
-    if (this.tlsLayer?.established) {
+    if (layer !== undefined) {
       // A client that does not read replies must stop us under TLS too (resumed on 'drain').
-      if (!this.tlsLayer.socket.write(bytes)) this.outputBlocked = true;
+      if (!layer.socket.write(bytes)) this.outputBlocked = true;
       return;
     }
     if (!this.sendRaw(bytes)) this.outputBlocked = true;
@@ -405,7 +482,9 @@ export class SmtpSessionStream extends Duplex {
   private closeOutput(): void {
     if (this.closing) return;
     this.closing = true;
-    this.clearTimer();
+    // Our side is done. A client that reads nothing more never lets it drain, and one that keeps
+    // its own side open never closes: either way the connection goes after the idle timeout.
+    this.arm(this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout, () => this.destroy());
     this.releaseHeld();
     if (this.tlsLayer?.established) {
       this.tlsLayer.socket.end();
@@ -416,13 +495,25 @@ export class SmtpSessionStream extends Duplex {
 
   // ---- STARTTLS inside the stream ------------------------------------------------------------
 
-  private upgrade(): void {
+  /** TLS inside the stream: after STARTTLS's 220, or from the first byte (`implicit`). */
+  private upgrade(implicit = false): void {
     const [inner, wire] = duplexPair();
-    const socket = new tls.TLSSocket(inner as unknown as import('node:net').Socket, {
-      ...this.options.tls,
-      isServer: true,
-    });
-    const layer: TlsLayer = { socket, wire, established: false };
+    let socket: tls.TLSSocket;
+    try {
+      socket = new tls.TLSSocket(inner as unknown as import('node:net').Socket, {
+        ...this.options.tls,
+        secureContext: secureContextFor(this.options.tls),
+        isServer: true,
+      });
+    } catch (error) {
+      // Unusable TLS options (a key that does not match its certificate…): this session fails,
+      // never the process.
+      this.protocol.tlsFailed();
+      this.emit('tlsClientError', error as Error);
+      this.destroy();
+      return;
+    }
+    const layer: TlsLayer = { socket, wire, established: false, implicit };
     this.tlsLayer = layer;
     this.arm(this.options.tlsHandshakeTimeout ?? STREAM_DEFAULTS.tlsHandshakeTimeout, () => this.destroy());
     wire.on('data', (encrypted: Buffer) => {
@@ -441,8 +532,14 @@ export class SmtpSessionStream extends Duplex {
         authorized: socket.authorized,
         peerCommonName: peerCommonName(socket),
       };
-      this.protocol.tlsStarted(info);
+      if (implicit) this.protocol.setTlsInfo(info);
+      else this.protocol.tlsStarted(info);
       this.emit('secure', info);
+      const ending = this.endingAfterHandshake;
+      this.endingAfterHandshake = undefined;
+      if (ending === 'shutdown') this.shutdown();
+      else if (ending !== undefined) this.refuse(ending);
+      else if (implicit) this.greet();
       this.touch();
     });
     socket.on('data', (cleartext: Buffer) => {
@@ -460,15 +557,12 @@ export class SmtpSessionStream extends Duplex {
       if (!this.running) this.drive();
     });
     socket.on('end', () => {
-      if (this.finalCallback !== undefined) {
-        const callback = this.finalCallback;
-        this.finalCallback = undefined;
-        this.endOfInput(callback);
-      } else if (!this.closing) {
-        // close_notify: as at the end of cleartext input, answer what was received first.
-        this.inputEnded = true;
-        this.endOfInput(() => undefined);
-      }
+      // The last cleartext has been read (close_notify, or the encrypted input ended): as at the
+      // end of plain input, what was received is answered first.
+      this.inputEnded = true;
+      const callback = this.finalCallback ?? noop;
+      this.finalCallback = undefined;
+      if (!this.closing || callback !== noop) this.endOfInput(callback);
     });
     socket.on('error', (error: Error) => {
       // Garbage instead of a handshake, or a broken TLS stream: this connection only.
@@ -497,8 +591,8 @@ export class SmtpSessionStream extends Duplex {
       return;
     }
     this.applyProxyHeader(result.header);
-    this.greet();
-    if (result.rest.length > 0) this.feed(result.rest, callback);
+    this.open();
+    if (result.rest.length > 0) this.takeInput(result.rest, callback);
     else callback();
   }
 
@@ -628,6 +722,30 @@ export class SmtpSessionStream extends Duplex {
 }
 
 function noop(): void {}
+
+/** A reset or broken pipe from the client is its leaving, not a fault of the session. */
+function isDisconnect(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * One SecureContext per TLS options object: building one parses the key and certificate, far more
+ * work than a handshake needs, and sessions of one server share their options. A caller's own
+ * `secureContext` is used as it is.
+ */
+const secureContexts = new WeakMap<tls.TlsOptions, tls.SecureContext>();
+
+export function secureContextFor(options: tls.TlsOptions | undefined): tls.SecureContext | undefined {
+  if (options === undefined) return undefined;
+  if (options.secureContext !== undefined) return options.secureContext;
+  let context = secureContexts.get(options);
+  if (context === undefined) {
+    context = tls.createSecureContext(options);
+    secureContexts.set(options, context);
+  }
+  return context;
+}
 
 /**
  * Milliseconds on a monotonic clock (wall-clock steps, NTP or a resumed VM, must not cut or spare

@@ -874,7 +874,7 @@ describe('driver API', () => {
     p.abort();
     await sleep(1);
     expect((error as Error).message).toBe('client disconnected');
-    expect(p.run()).toEqual({ output: null, pending: null, action: null });
+    expect(p.run()).toEqual({ output: null, pending: null, action: null, more: false });
   });
 
   test('parse() while a hook is pending only queues: the rest comes back whole', async () => {

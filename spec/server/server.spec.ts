@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import { PassThrough } from 'node:stream';
 import * as tls from 'node:tls';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
+import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import type { SmtpSessionStream } from '../../lib/stream/session-stream';
 import {
   HOST,
@@ -186,6 +187,19 @@ describe('graceful close', () => {
     expect(events).toEqual(['close']);
   });
 
+  test('a second close() waits for the same end as the first', async () => {
+    const { server, port } = await startServer({ closeTimeout: 300 });
+    const slow = await connect(port);
+    slow.write(crlf('EHLO s', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'never ends'));
+    await slow.waitFor('354 ');
+    const started = Date.now();
+    const first = server.close();
+    const second = server.close();
+    expect(second).toBe(first);
+    await within(second, 2000, 'second close()');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
   test('closeTimeout cuts a session that never finishes its message', async () => {
     const { server, port } = await startServer({ closeTimeout: 150 });
     const slow = await connect(port);
@@ -268,6 +282,107 @@ describe('implicit TLS', () => {
 
   test('secure without tls options is refused at construction', () => {
     expect(() => new SmtpServer({ secure: true })).toThrow(/secure needs tls/);
+  });
+
+  test('a key that does not fit its certificate is refused at construction, not at a handshake', () => {
+    const other = createSelfSignedCertificate();
+    expect(() => new SmtpServer({ tls: { key: other.key, cert: tlsOptions().cert } })).toThrow();
+    expect(() => new SmtpServer({ secure: true, tls: { key: 'no key', cert: 'no cert' } })).toThrow();
+  });
+
+  test('a handshake that never finishes is cut after tlsHandshakeTimeout, and its slot is freed', async () => {
+    const { server, port } = await startServer({ secure: true, tls: tlsOptions(), tlsHandshakeTimeout: 200 });
+    const silent = await connect(port); // says nothing
+    const half = await connect(port);
+    half.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])); // the start of a ClientHello
+    await within(Promise.all([silent.closedPromise, half.closedPromise]), 2000, 'handshakes cut');
+    await sessionsDownTo(server, 0);
+    expect(silent.text + half.text).toBe('');
+  });
+
+  test('a client that leaves before its handshake leaves no half-open connection behind', async () => {
+    const { server, port } = await startServer({ secure: true, tls: tlsOptions() });
+    const clients = await Promise.all(Array.from({ length: 10 }, () => connect(port)));
+    await within(
+      (async () => {
+        while (server.sessions.size < 10) await sleep(5);
+      })(),
+      2000,
+      '10 sessions',
+    );
+    for (const client of clients) (client.stream as net.Socket).end();
+    await sessionsDownTo(server, 0);
+    await within(Promise.all(clients.map((c) => c.closedPromise)), 2000, 'connections closed');
+  });
+
+  test('handshakes count towards maxClients; one over the limit gets its 421 inside TLS', async () => {
+    const { port } = await startServer({ secure: true, tls: tlsOptions(), maxClients: 1 });
+    await connect(port); // holds the one slot without ever starting TLS
+    const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+    track(() => void socket.destroy());
+    const peer = new Peer(socket);
+    await peer.waitForEnd();
+    expect(peer.text).toBe(TOO_MANY);
+  });
+
+  test('close() during a handshake: the 421 goes out inside TLS, never in clear text', async () => {
+    const { server, port } = await startServer({ secure: true, tls: tlsOptions() });
+    const raw = await connect(port);
+    await within(
+      (async () => {
+        while (server.sessions.size < 1) await sleep(5);
+      })(),
+      2000,
+      'session',
+    );
+    const closing = server.close();
+    // The handshake only starts now, after close() asked the session to end.
+    const socket = tls.connect({ socket: raw.stream as net.Socket, rejectUnauthorized: false });
+    track(() => void socket.destroy());
+    const peer = new Peer(socket);
+    await peer.waitForEnd();
+    expect(peer.text).toBe(SHUTTING_DOWN);
+    await within(closing, 2000, 'close()');
+  });
+
+  test('with proxy, the PROXY header comes first and the handshake after it (HAProxy send-proxy)', async () => {
+    const { port, stored } = await startServer({ secure: true, tls: tlsOptions(), proxy: true });
+    const raw = await connect(port);
+    raw.write('PROXY TCP4 198.51.100.7 192.0.2.1 40000 465\r\n');
+    const socket = tls.connect({ socket: raw.stream as net.Socket, rejectUnauthorized: false });
+    track(() => void socket.destroy());
+    const peer = new Peer(socket);
+    await peer.waitFor(GREETING);
+    socket.write(
+      crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'proxied', '.', 'QUIT'),
+    );
+    await peer.waitForEnd();
+    expect(codes(peer.text)).toEqual([220, 250, 250, 250, 354, 250, 221]);
+    expect(stored[0].session.remoteAddress).toBe('198.51.100.7');
+    expect(stored[0].session.secure).toBe(true);
+  });
+});
+
+describe('PROXY protocol and per-address limits', () => {
+  test('maxClientsPerAddress counts the real clients named by PROXY headers, not the proxy', async () => {
+    const { server, port } = await startServer({ proxy: true, maxClientsPerAddress: 1 });
+    const viaProxy = async (client: string): Promise<Peer> => {
+      const peer = await connect(port);
+      peer.write(`PROXY TCP4 ${client} 192.0.2.1 40000 25\r\n`);
+      return peer;
+    };
+    const a = await viaProxy('198.51.100.1');
+    const b = await viaProxy('198.51.100.2');
+    await a.waitFor(GREETING);
+    await b.waitFor(GREETING);
+    const again = await viaProxy('198.51.100.1');
+    await again.waitForEnd();
+    expect(again.text).toBe(TOO_MANY);
+    a.write('QUIT\r\n');
+    await a.waitForEnd();
+    await sessionsDownTo(server, 1);
+    const later = await viaProxy('198.51.100.1');
+    await later.waitFor(GREETING);
   });
 });
 

@@ -4,6 +4,7 @@
  * sent, message text as stored.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import { duplexPair } from 'node:stream';
 import * as tls from 'node:tls';
 import { formatProxyV1, formatProxyV2 } from '../../lib/protocol/proxy-header';
@@ -645,6 +646,78 @@ describe('backpressure', () => {
   });
 });
 
+describe('clients that do not read replies', () => {
+  test('commands without reading replies: the replies held for the client stay bounded', async () => {
+    const { session, client, serverSide } = memorySession();
+    client.detach(); // never reads
+    let replies = 0;
+    session.on('reply', () => replies++);
+    client.stream.write('EHLO x\r\n'.repeat(8192)); // 64 KB in; each EHLO reply is ~150 bytes out
+    await settled(() => replies);
+    // Answered as fast as the reader reads, not 1.2 MB into memory at once.
+    expect(serverSide.writableLength + client.stream.readableLength).toBeLessThan(256 * 1024);
+    expect(replies).toBeLessThan(8192 / 4);
+  });
+
+  test('a client that never reads is cut after the idle timeout, even with replies still queued', async () => {
+    const { session, client } = memorySession({ idleTimeout: 200 });
+    client.detach();
+    client.stream.write('EHLO x\r\n'.repeat(8192));
+    const closed = new Promise<void>((resolve) => session.once('close', resolve));
+    await within(closed, 3000, 'session closed although its output never drained');
+  });
+});
+
+describe('pipe wiring (socket.pipe(session).pipe(socket))', () => {
+  async function pipedServer(
+    options: SmtpSessionOptions,
+  ): Promise<{ port: number; sessions: SmtpSessionStream[] }> {
+    const sessions: SmtpSessionStream[] = [];
+    const server = net.createServer((socket) => {
+      const session = new SmtpSessionStream({
+        hostname: HOST,
+        remoteAddress: socket.remoteAddress,
+        ...options,
+      });
+      sessions.push(session);
+      socket.pipe(session).pipe(socket); // exactly the README's one-liner: no error handler of its own
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    track(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const session of sessions) session.destroy();
+          server.close(() => resolve());
+        }),
+    );
+    return { port: (server.address() as net.AddressInfo).port, sessions };
+  }
+
+  test('a session that ends itself closes the connection (a PROXY header from a stranger)', async () => {
+    const { port } = await pipedServer({ proxy: { allowFrom: ['192.0.2.1'] } });
+    const peer = await connect(port);
+    await within(peer.closedPromise, 2000, 'connection closed');
+    expect(peer.text).toBe('');
+  });
+
+  test('a client reset is the end of its session, not an uncaught error', async () => {
+    const { port, sessions } = await pipedServer({});
+    const peer = await connect(port);
+    await peer.waitFor(GREETING);
+    const socket = peer.stream as net.Socket;
+    socket.write('EHLO c\r\nMAIL FROM:<a@a.test>\r\n');
+    await peer.waitFor('250 2.1.0');
+    socket.resetAndDestroy();
+    await within(
+      (async () => {
+        while (!sessions[0].destroyed) await sleep(5);
+      })(),
+      2000,
+      'session destroyed',
+    );
+  });
+});
+
 describe('timers', () => {
   test('idle timeout: 421 4.4.2, then the session closes', async () => {
     const started = Date.now();
@@ -1021,6 +1094,50 @@ describe('STARTTLS over an in-memory pair', () => {
     expect(session.session.transactionCount).toBe(0);
   });
 
+  test('a client that half-closes under TLS with commands still inside TLS gets every reply', async () => {
+    const { session, client } = memorySession({ tls: tlsOptions() });
+    const stored: StoredMessage[] = [];
+    session.on('message', async (message: SmtpMessage) => {
+      const body = await message.buffer();
+      await sleep(150); // the rest of the input waits inside TLS meanwhile
+      stored.push({ envelope: message.envelope, body, session: { ...message.session } });
+    });
+    client.write('EHLO c\r\nSTARTTLS\r\n');
+    await client.waitFor('220 2.0.0 Ready');
+    const { socket, peer } = await upgrade(client);
+    socket.write(crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'one', '.'));
+    socket.write(crlf('MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>'));
+    socket.write(crlf('DATA', 'two', '.', 'QUIT'));
+    socket.end();
+    await peer.waitForEnd();
+    expect(codes(peer.text)).toEqual([250, 250, 250, 354, 250, 250, 250, 354, 250, 221]);
+    expect(stored.map((m) => m.body.toString())).toEqual(['one\r\n', 'two\r\n']);
+  });
+
+  test('shutdown() between the 220 and the handshake: the 421 comes inside TLS, nothing in clear', async () => {
+    const { session, client } = memorySession({ tls: tlsOptions() });
+    client.write('EHLO c\r\nSTARTTLS\r\n');
+    await client.waitFor('220 2.0.0 Ready');
+    await sleep(10);
+    session.shutdown();
+    const { peer } = await upgrade(client);
+    await peer.waitForEnd();
+    expect(peer.text).toBe(`421 4.3.2 ${HOST} Service shutting down\r\n`);
+  });
+
+  test('TLS options that cannot work fail this session at STARTTLS, never the process', async () => {
+    const other = await import('../../lib/tls/self-signed');
+    const mismatched = { key: other.createSelfSignedCertificate().key, cert: tlsOptions().cert };
+    const { session, client } = memorySession({ tls: mismatched });
+    const errors: Error[] = [];
+    session.on('tlsClientError', (error: Error) => errors.push(error));
+    const closed = new Promise<void>((resolve) => session.once('close', resolve));
+    client.write('EHLO c\r\nSTARTTLS\r\n');
+    await within(closed, 2000, 'session closed');
+    expect(errors).toHaveLength(1);
+    expect(client.text).toContain('220 2.0.0 Ready to start TLS');
+  });
+
   test('the client ending its side under TLS ends the session', async () => {
     const { session, client } = memorySession({ tls: tlsOptions() });
     client.write('EHLO c\r\nSTARTTLS\r\n');
@@ -1035,6 +1152,29 @@ describe('STARTTLS over an in-memory pair', () => {
 });
 
 describe('implicit TLS', () => {
+  test('implicitTls: the session runs the handshake itself and greets inside TLS', async () => {
+    const session = new SmtpSessionStream({ hostname: HOST, tls: tlsOptions(), implicitTls: true });
+    const [clientSide, serverSide] = duplexPair();
+    serverSide.pipe(session).pipe(serverSide);
+    const stored: StoredMessage[] = [];
+    store(session, stored);
+    const events: string[] = [];
+    session.on('secure', () => events.push('secure'));
+    const clientTls = tls.connect({ socket: asyncHop(clientSide), rejectUnauthorized: false });
+    track(() => {
+      clientTls.destroy();
+      session.destroy();
+    });
+    const peer = new Peer(clientTls);
+    await peer.waitFor(GREETING);
+    expect(events).toEqual(['secure']);
+    clientTls.write(crlf('EHLO c', 'MAIL FROM:<a@a.test>', 'RCPT TO:<b@b.test>', 'DATA', 'x', '.', 'QUIT'));
+    await peer.waitFor('221 ');
+    expect(peer.text).not.toContain('STARTTLS');
+    expect(stored[0].session.secure).toBe(true);
+    expect(stored[0].session.tls?.protocol).toBe(clientTls.getProtocol());
+  });
+
   test('a TLS connection piped in: the session is secure from the first byte', async () => {
     const [clientSide, serverSide] = duplexPair();
     const serverTls = new tls.TLSSocket(serverSide as unknown as import('node:net').Socket, {
