@@ -1,4 +1,5 @@
 import { promises as fs, readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import {
   SmtpServer,
   createSelfSignedCertificate,
@@ -107,7 +108,13 @@ export async function startCatcher(options: CatcherOptions, onCaught?: CaughtLis
 
 function loadTls(options: CatcherOptions): { key: string | Buffer; cert: string | Buffer } {
   if (options.tlsCert !== undefined && options.tlsKey !== undefined) {
-    return { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) };
+    const given = { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) };
+    try {
+      createSecureContext(given); // at start, not at the first client's STARTTLS
+    } catch (error) {
+      throw new Error(`--tls-cert/--tls-key cannot be used: ${(error as Error).message}`, { cause: error });
+    }
+    return given;
   }
   // No key ships with the package: a fresh self-signed certificate per start.
   const { key, cert } = createSelfSignedCertificate({

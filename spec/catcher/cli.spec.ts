@@ -6,6 +6,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { USAGE } from '../../lib/catcher/options';
+import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import { crlf, eventually, RawClient, removeDir, storedMessages, tempDir } from './helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -141,6 +142,17 @@ describe('the command line', () => {
     expect(await exitOf(c)).toEqual({ code: 2, signal: null });
     expect(c.stderr()).toBe(`smtp-session-stream: unknown option: --bogus\n\n${USAGE}`);
     expect(c.stdout()).toBe('');
+  });
+
+  it('exits 1 at start, naming the flags, when --tls-cert/--tls-key cannot be used', async () => {
+    const cert = path.join(dir, 'cert.pem');
+    const key = path.join(dir, 'key.pem');
+    await fs.writeFile(cert, createSelfSignedCertificate().cert);
+    await fs.writeFile(key, createSelfSignedCertificate().key); // another pair's key
+    const c = cli('--port', '0', '--maildir', dir, '--tls', '--tls-cert', cert, '--tls-key', key);
+    expect(await exitOf(c)).toEqual({ code: 1, signal: null });
+    expect(c.stderr()).toMatch(/^smtp-session-stream: --tls-cert\/--tls-key cannot be used: .+\n$/);
+    expect(c.stdout()).not.toContain('listening on');
   });
 
   it('exits 1 with a message when it cannot listen', async () => {
