@@ -125,6 +125,8 @@ export class SmtpSessionStream extends Duplex {
   private endingAfterHandshake: Ending | undefined;
   /** The connection piped into us (`socket.pipe(session)`): its errors end us, our end closes it. */
   private source: import('node:stream').Readable | undefined;
+  /** Made when a source is piped in (never for `attach()`): ends this session on the source's error. */
+  private onSourceError: ((error: Error) => void) | undefined;
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
@@ -156,22 +158,26 @@ export class SmtpSessionStream extends Duplex {
           () => this.destroy(),
         );
     }
-    // `socket.pipe(session).pipe(socket)`: an error on the connection (a reset) ends the session
-    // instead of crashing the process, and a session that ends itself closes the connection.
-    this.on('pipe', (source: import('node:stream').Readable) => {
-      this.source = source;
-      source.on('error', this.onSourceError);
-    });
-    this.on('unpipe', (source: import('node:stream').Readable) => {
-      if (this.source !== source) return;
-      source.off('error', this.onSourceError);
-      this.source = undefined;
-    });
+    // Shared functions, not closures: two listeners per session cost next to nothing when idle.
+    this.on('pipe', SmtpSessionStream.adoptSource);
+    this.on('unpipe', SmtpSessionStream.releaseSource);
   }
 
-  private readonly onSourceError = (error: Error): void => {
-    this.destroy(isDisconnect(error) ? undefined : error);
-  };
+  /**
+   * `socket.pipe(session).pipe(socket)`: an error on the connection (a reset) ends the session
+   * instead of crashing the process, and a session that ends itself closes the connection.
+   */
+  private static adoptSource(this: SmtpSessionStream, source: import('node:stream').Readable): void {
+    this.source = source;
+    this.onSourceError ??= (error) => this.destroy(isDisconnect(error) ? undefined : error);
+    source.on('error', this.onSourceError);
+  }
+
+  private static releaseSource(this: SmtpSessionStream, source: import('node:stream').Readable): void {
+    if (this.source !== source || this.onSourceError === undefined) return;
+    source.off('error', this.onSourceError);
+    this.source = undefined;
+  }
 
   // Events are the stream's face of the core's hooks: the first listener of an event installs its
   // hook. (Overriding the adders, not a 'newListener' listener: that costs memory per session.)
