@@ -49,6 +49,7 @@ export interface FaultOptions {
 
 export const USAGE = `Usage: smtp-session-stream [serve] [options]
        smtp-session-stream replay FILE --to HOST:PORT [--auth user:pass] [--compare codes|text]
+                                [--timeout MS] [--proxy]
 
 A catch-all SMTP server: every message is written to the mail folder as <id>.eml (the bytes
 received) and <id>.json (the envelope). Prints "listening on smtp://HOST:PORT" when ready.

@@ -19,6 +19,7 @@ export {
   SessionRecorder,
   recordSession,
   recordToFile,
+  type ProxyInfo,
   type RecordableSession,
   type RecorderOptions,
   type RecordToFileResult,
@@ -33,4 +34,4 @@ export {
   type ReplayReport,
   type ReplaySkip,
 } from './replay';
-export { REPLAY_USAGE, runReplayCli } from './replay-cli';
+export { REPLAY_HELP, REPLAY_USAGE, runReplayCli } from './replay-cli';

@@ -6,7 +6,14 @@
  * - `'input' (chunk: Buffer)` cleartext bytes received from the client, in arrival order;
  * - `'output' (chunk: Buffer)` cleartext bytes sent to the client;
  * - `'secure' (info)` the TLS handshake completed;
+ * - `'proxy' (header)` the PROXY protocol header arrived (before anything else);
  * - `'close' ()` the session is over.
+ *
+ * The header block is written when the first event arrives, not at attach time: a session behind
+ * a proxy only learns its client's address from the PROXY header, and `# remote:` must name the
+ * client. A session that is under TLS from the start (implicit TLS, `session.secure` already set
+ * at attach time) gets its `T` record first. A session that closes before any event (a PROXY
+ * header that never came) leaves no transcript at all.
  *
  * Records are cut at line ends so the file stays line-oriented: a client or server line is
  * written as one record once its LF arrives, whatever the chunking. A partial line is written
@@ -21,13 +28,8 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  formatHeader,
-  formatMetadataLine,
-  formatRecord,
-  formatTlsPayload,
-  type RecordDirection,
-} from './transcript';
+import { formatProxyV1, type ProxyHeader } from '../protocol/proxy-header';
+import { formatHeader, formatRecord, formatTlsPayload, type RecordDirection } from './transcript';
 import {
   REDACTED,
   authPrefixOf,
@@ -42,15 +44,26 @@ import {
 export interface RecordableSession {
   on(event: 'input' | 'output', listener: (chunk: Buffer) => void): unknown;
   on(event: 'secure', listener: (info?: SecureInfo) => void): unknown;
+  on(event: 'proxy', listener: (header: ProxyInfo) => void): unknown;
   on(event: 'close', listener: () => void): unknown;
   removeListener(event: 'input' | 'output', listener: (chunk: Buffer) => void): unknown;
   removeListener(event: 'secure', listener: (info?: SecureInfo) => void): unknown;
+  removeListener(event: 'proxy', listener: (header: ProxyInfo) => void): unknown;
   removeListener(event: 'close', listener: () => void): unknown;
+  /** Read when the header block is written: after a PROXY header, the client's addresses. */
   readonly remoteAddress?: string;
   readonly remotePort?: number;
   readonly localAddress?: string;
   readonly localPort?: number;
+  /** The session's TLS state (SmtpSessionStream's `session`): `secure` at attach time means implicit TLS. */
+  readonly session?: { readonly secure?: boolean; readonly tls?: SecureInfo };
 }
+
+/** What the recorder reads of a PROXY header (the `proxy` event of SmtpSessionStream). */
+export type ProxyInfo = Pick<
+  ProxyHeader,
+  'command' | 'family' | 'sourceAddress' | 'sourcePort' | 'destinationAddress' | 'destinationPort'
+>;
 
 export interface SecureInfo {
   protocol?: string | null;
@@ -68,7 +81,10 @@ export interface RecorderOptions {
   clock?: () => number;
   /** Wall-clock start written as `# started:`. Default: now. */
   startedAt?: Date;
-  /** Extra `# key: value` metadata lines, written after started/remote/local. */
+  /**
+   * Extra `# key: value` metadata lines, written after started/remote/local/proxy. A key the
+   * recorder writes itself is not replaced (a key appears once in a file).
+   */
   metadata?: Record<string, string>;
   /** When the sink is a stream: end it when the session closes. Default `true`. */
   endStream?: boolean;
@@ -97,8 +113,33 @@ interface ClientLine {
   last: number;
 }
 
+/** The error itself when it is one: also from another realm (under jest's VM, Node's own errors fail `instanceof Error`). */
+function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  const like = err as { message?: unknown } | null;
+  return typeof like?.message === 'string' ? (err as Error) : new Error(String(err));
+}
+
 function toBuffer(chunk: Buffer | string): Buffer {
   return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+}
+
+/**
+ * The `# proxy:` value: the header in PROXY v1 form without its CRLF. A v2 header is written as
+ * the v1 line that says the same; what v1 cannot say (LOCAL, UNIX, UDP) becomes `PROXY UNKNOWN`,
+ * which tells a server to use the connection's own addresses, as LOCAL does.
+ */
+export function proxyMetadata(header: ProxyInfo): string {
+  const { family, sourceAddress, destinationAddress, sourcePort, destinationPort } = header;
+  if (header.command !== 'PROXY' || (family !== 'TCP4' && family !== 'TCP6')) return 'PROXY UNKNOWN';
+  if (sourceAddress === undefined || destinationAddress === undefined) return 'PROXY UNKNOWN';
+  if (sourcePort === undefined || destinationPort === undefined) return 'PROXY UNKNOWN';
+  try {
+    const line = formatProxyV1({ family, sourceAddress, destinationAddress, sourcePort, destinationPort });
+    return line.toString('latin1').slice(0, -2);
+  } catch {
+    return 'PROXY UNKNOWN'; // not from a parsed header: addresses we cannot vouch for
+  }
 }
 
 /** `[::1]:25` for IPv6, `1.2.3.4:25` for IPv4, the bare address without a port. */
@@ -113,9 +154,17 @@ export class SessionRecorder {
   private readonly clock: () => number;
   private readonly t0: number;
   private readonly redact: boolean;
+  private readonly startedAt: Date;
+  /** The session was under TLS when we attached (implicit TLS): its `T` record comes first. */
+  private readonly implicitTls: SecureInfo | undefined;
   private lastTime = 0;
+  /** The header block has been written (at the first event). */
+  private started = false;
   private finished = false;
-  /** Set when writing to the sink threw; recording stops. */
+  /**
+   * Set when writing to the sink threw, or a stream sink emitted `'error'` (ENOSPC…, possibly
+   * after the session closed); recording stops and the file may be truncated.
+   */
   error: Error | null = null;
 
   // Client side.
@@ -142,7 +191,12 @@ export class SessionRecorder {
   private readonly onInputEvent = (chunk: Buffer | string) => this.onInput(toBuffer(chunk));
   private readonly onOutputEvent = (chunk: Buffer | string) => this.onOutput(toBuffer(chunk));
   private readonly onSecureEvent = (info?: SecureInfo) => this.onSecure(info ?? {});
+  private readonly onProxyEvent = (header: ProxyInfo) => this.onProxy(header);
   private readonly onCloseEvent = () => this.finish();
+  private readonly onSinkError = (err: unknown) => {
+    this.error ??= asError(err);
+    if (!this.finished) this.stop();
+  };
 
   constructor(
     readonly session: RecordableSession,
@@ -152,24 +206,21 @@ export class SessionRecorder {
     this.redact = options.redactAuth ?? true;
     this.clock = options.clock ?? (() => performance.now());
     this.t0 = this.clock();
-    this.write = typeof sink === 'function' ? (line) => sink(line) : (line) => void sink.write(line + '\n');
-
-    const meta: Record<string, string> = { started: (options.startedAt ?? new Date()).toISOString() };
-    const remote = formatEndpoint(session.remoteAddress, session.remotePort);
-    const local = formatEndpoint(session.localAddress, session.localPort);
-    if (remote) meta.remote = remote;
-    if (local) meta.local = local;
-    this.emitLines(formatHeader(meta));
-    for (const [key, value] of Object.entries(options.metadata ?? {})) {
-      this.emitLines([formatMetadataLine(key, value)]);
+    this.startedAt = options.startedAt ?? new Date();
+    this.implicitTls = session.session?.secure ? (session.session.tls ?? {}) : undefined;
+    if (typeof sink === 'function') {
+      this.write = (line) => sink(line);
+    } else {
+      this.write = (line) => void sink.write(line + '\n');
+      // A stream reports write failures (ENOSPC…) later, as an event: they are ours to report,
+      // and an unhandled 'error' would take the process down.
+      sink.on('error', this.onSinkError);
     }
-
-    if (!this.finished) {
-      session.on('input', this.onInputEvent);
-      session.on('output', this.onOutputEvent);
-      session.on('secure', this.onSecureEvent);
-      session.on('close', this.onCloseEvent);
-    }
+    session.on('input', this.onInputEvent);
+    session.on('output', this.onOutputEvent);
+    session.on('secure', this.onSecureEvent);
+    session.on('proxy', this.onProxyEvent);
+    session.on('close', this.onCloseEvent);
   }
 
   /** True once the `E` record was written (or recording stopped on a sink error). */
@@ -183,6 +234,8 @@ export class SessionRecorder {
    */
   finish(): void {
     if (this.finished) return;
+    // Nothing happened (a PROXY header that never came): no transcript rather than an empty one.
+    if (!this.started) return this.stop();
     const t = this.now();
     this.guard(() => {
       this.finishClientLine();
@@ -198,6 +251,7 @@ export class SessionRecorder {
     this.session.removeListener('input', this.onInputEvent);
     this.session.removeListener('output', this.onOutputEvent);
     this.session.removeListener('secure', this.onSecureEvent);
+    this.session.removeListener('proxy', this.onProxyEvent);
     this.session.removeListener('close', this.onCloseEvent);
   }
 
@@ -212,7 +266,7 @@ export class SessionRecorder {
     try {
       fn();
     } catch (err) {
-      this.error = err instanceof Error ? err : new Error(String(err));
+      this.error = asError(err);
       this.stop();
     }
   }
@@ -223,8 +277,26 @@ export class SessionRecorder {
     return t;
   }
 
-  private emitLines(lines: string[]): void {
-    this.guard(() => lines.forEach((line) => this.write(line)));
+  /**
+   * Writes the header block (and the `T` record of implicit TLS) before the first record. Run at
+   * the first event, when the session knows its client: after the PROXY header, if there is one.
+   */
+  private start(proxy?: ProxyInfo): void {
+    if (this.started) return;
+    this.started = true;
+    const { session } = this;
+    const meta: Record<string, string> = { started: this.startedAt.toISOString() };
+    const remote = formatEndpoint(session.remoteAddress, session.remotePort);
+    const local = formatEndpoint(session.localAddress, session.localPort);
+    if (remote) meta.remote = remote;
+    if (local) meta.local = local;
+    if (proxy) meta.proxy = proxyMetadata(proxy);
+    for (const [key, value] of Object.entries(this.options.metadata ?? {})) {
+      if (!Object.prototype.hasOwnProperty.call(meta, key)) meta[key] = value;
+    }
+    formatHeader(meta).forEach((line) => this.write(line));
+    // The handshake was over before we attached, so before anything we record: time 0.
+    if (this.implicitTls) this.emit(0, 'T', formatTlsPayload(this.implicitTls));
   }
 
   private emit(time: number, dir: RecordDirection, data: Buffer): void {
@@ -238,6 +310,7 @@ export class SessionRecorder {
   private onInput(chunk: Buffer): void {
     const t = this.now();
     this.guard(() => {
+      this.start();
       this.flushServer();
       let i = 0;
       while (i < chunk.length) {
@@ -268,6 +341,7 @@ export class SessionRecorder {
   private onOutput(chunk: Buffer): void {
     const t = this.now();
     this.guard(() => {
+      this.start();
       if (this.line?.mode === 'plain' || this.context === 'raw') this.flushClient();
       let i = 0;
       while (i < chunk.length) {
@@ -289,9 +363,15 @@ export class SessionRecorder {
     });
   }
 
+  /** The PROXY header: first of all events when there is one (a later one changes nothing). */
+  private onProxy(header: ProxyInfo): void {
+    this.guard(() => this.start(header));
+  }
+
   private onSecure(info: SecureInfo): void {
     const t = this.now();
     this.guard(() => {
+      this.start();
       this.finishClientLine();
       this.flushClient();
       this.flushServer();
@@ -377,11 +457,15 @@ export class SessionRecorder {
         }
         return;
       }
-      case 'auth-ir':
-        this.emit(line.start, '!', Buffer.from(`${authPrefixOf(line.head)} ${REDACTED}${term}`, 'latin1'));
+      case 'auth-ir': {
+        // Blanks alone, past the hold limit, have no `AUTH` to show: the marker stands alone.
+        const prefix = authPrefixOf(line.head);
+        const marker = prefix === '' ? REDACTED : `${prefix} ${REDACTED}`;
+        this.emit(line.start, '!', Buffer.from(marker + term, 'latin1'));
         this.authAwaitingReply = true;
         this.dataAwaiting = false;
         return;
+      }
     }
 
     if (line.context === 'body') {
@@ -466,18 +550,33 @@ export function recordSession(
 }
 
 export interface RecordToFileResult {
-  /** The transcript file: `<dir>/<time>-<remote>-<random>.txt`. */
-  path: string;
+  /**
+   * The transcript file, `<dir>/<time>-<remote>-<random>.txt`. When the session starts with a
+   * PROXY header, the file is renamed after the client's address from it and this property
+   * follows (read it after `done` rather than destructuring it at once).
+   */
+  readonly path: string;
   recorder: SessionRecorder;
-  /** Resolves once the file is closed (after the session's `'close'`); never rejects. */
+  /** Resolves once the file is closed (and renamed or removed); never rejects. */
   done: Promise<void>;
-  /** Set if the file could not be written. */
+  /** Set if the file could not be opened or written (ENOSPC…): then it may be truncated. */
   readonly error: Error | null;
+}
+
+/** `<ISO time with - for :>-<remote address>-<random hex>.txt` */
+function transcriptFileName(stamp: string, remoteAddress: string | undefined): string {
+  const remote = (remoteAddress ?? 'unknown').replace(/[^A-Za-z0-9.]/g, '_');
+  return `${stamp}-${remote}-${crypto.randomBytes(4).toString('hex')}.txt`;
 }
 
 /**
  * Records `session` into a new file in `dir` (created if missing), named
  * `<ISO time with - for :>-<remote address>-<random hex>.txt`, closed on the session's `'close'`.
+ *
+ * The file is created at once, named after the connection's peer. A session behind a proxy only
+ * learns its client from the PROXY header: the file is then renamed after the client's address.
+ * A session that closes before its first event (a PROXY header that never came: a load
+ * balancer's health check, a port scan) leaves no file.
  */
 export function recordToFile(
   session: RecordableSession,
@@ -487,25 +586,50 @@ export function recordToFile(
   fs.mkdirSync(dir, { recursive: true });
   const startedAt = options?.startedAt ?? new Date();
   const stamp = startedAt.toISOString().replace(/:/g, '-');
-  const remote = (session.remoteAddress ?? 'unknown').replace(/[^A-Za-z0-9.]/g, '_');
-  const file = path.join(dir, `${stamp}-${remote}-${crypto.randomBytes(4).toString('hex')}.txt`);
+  const peer = session.remoteAddress;
+  let file = path.join(dir, transcriptFileName(stamp, peer));
   const stream = fs.createWriteStream(file, { flags: 'wx', encoding: 'utf8' });
-  let error: Error | null = null;
+  const opened = new Promise<boolean>((resolve) => {
+    stream.once('ready', () => resolve(true));
+    stream.once('error', () => resolve(false));
+  });
+  let renamed: Promise<void> = Promise.resolve();
+  const onProxy = () => {
+    session.removeListener('proxy', onProxy);
+    if (session.remoteAddress === peer) return; // LOCAL or UNKNOWN: still the connection's peer
+    const named = path.join(dir, transcriptFileName(stamp, session.remoteAddress));
+    // Once the file exists; the recorder keeps writing to the same open file meanwhile.
+    renamed = opened.then(async (ok) => {
+      if (!ok) return;
+      // A failed rename leaves the transcript whole under its first name.
+      await fs.promises.rename(file, named).then(
+        () => void (file = named),
+        () => undefined,
+      );
+    });
+  };
+  session.on('proxy', onProxy);
+  const recorder = new SessionRecorder(session, stream, { ...options, startedAt, endStream: true });
   const done = new Promise<void>((resolve) => {
-    stream.on('close', () => resolve());
-    stream.on('error', (err) => {
-      error = err;
-      recorder.detach();
-      resolve();
+    stream.on('close', () => {
+      session.removeListener('proxy', onProxy);
+      void renamed.then(async () => {
+        // Nothing recorded: the session closed before its first event.
+        if (recorder.error === null && stream.bytesWritten === 0) {
+          await fs.promises.rm(file, { force: true }).catch(() => undefined);
+        }
+        resolve();
+      });
     });
   });
-  const recorder = new SessionRecorder(session, stream, { ...options, startedAt, endStream: true });
   return {
-    path: file,
+    get path() {
+      return file;
+    },
     recorder,
     done,
     get error() {
-      return error;
+      return recorder.error;
     },
   };
 }

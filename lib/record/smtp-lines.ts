@@ -1,6 +1,7 @@
 /**
  * Small SMTP line helpers shared by the recorder and the replay client (internal).
  */
+import { parseCommand } from '../protocol/command';
 
 /** The redaction marker written in place of secrets. */
 export const REDACTED = '<redacted>';
@@ -89,7 +90,8 @@ export type CommandInfo =
   | {
       kind: 'auth';
       mechanism: string;
-      /** `AUTH MECH` as written, without the initial response. */ prefix: string;
+      /** `AUTH MECH` as written, without leading blanks and the initial response, one space between. */
+      prefix: string;
       initialResponse: boolean;
     }
   | { kind: 'data' }
@@ -97,45 +99,79 @@ export type CommandInfo =
   | { kind: 'starttls' }
   | { kind: 'other' };
 
-const AUTH_LINE = /^(AUTH[ \t]+([^ \t\r\n]+))(?:([ \t]+)([^\r\n]*))?\r?\n?$/i;
-const BDAT_LINE = /^BDAT[ \t]+([0-9]{1,15})(?:[ \t]+(LAST))?[ \t]*\r?\n?$/i;
+/** BDAT's arguments as CHUNKING reads them (lib/protocol/extensions/chunking.ts). */
+const BDAT_ARGS = /^([0-9]{1,15})(?:[ \t]+(LAST))?$/i;
 
-/** Classifies a client command line (given with or without its terminator). */
+/**
+ * Classifies a client command line (given with or without its terminator). The line is split as
+ * the server splits it (`parseCommand`, lib/protocol/command.ts): blanks (space, tab) around the
+ * line are skipped, so ` AUTH PLAIN …` and `auth\tplain …` are AUTH commands too.
+ */
 export function classifyCommand(line: string): CommandInfo {
-  const auth = AUTH_LINE.exec(line);
-  if (auth) {
-    return {
-      kind: 'auth',
-      prefix: auth[1],
-      mechanism: auth[2].toUpperCase(),
-      initialResponse: auth[3] !== undefined,
-    };
+  const { verb, args } = parseCommand(stripTerminator(line));
+  switch (verb) {
+    case 'AUTH': {
+      // As the AUTH extension reads its arguments: mechanism, then an optional initial response.
+      const [mechanism = '', initial] = args.split(/[ \t]+/);
+      if (mechanism === '') return { kind: 'other' };
+      const written = /^[ \t]*([^ \t]+)/.exec(line)![1];
+      return {
+        kind: 'auth',
+        prefix: `${written} ${mechanism}`,
+        mechanism: mechanism.toUpperCase(),
+        initialResponse: initial !== undefined,
+      };
+    }
+    case 'DATA':
+      return args === '' ? { kind: 'data' } : { kind: 'other' };
+    case 'STARTTLS':
+      return args === '' ? { kind: 'starttls' } : { kind: 'other' };
+    case 'BDAT': {
+      const bdat = BDAT_ARGS.exec(args);
+      if (bdat) return { kind: 'bdat', size: Number(bdat[1]), last: bdat[2] !== undefined };
+      return { kind: 'other' };
+    }
+    default:
+      return { kind: 'other' };
   }
-  const bare = stripTerminator(line).trim().toUpperCase();
-  if (bare === 'DATA') return { kind: 'data' };
-  if (bare === 'STARTTLS') return { kind: 'starttls' };
-  const bdat = BDAT_LINE.exec(line);
-  if (bdat) return { kind: 'bdat', size: Number(bdat[1]), last: bdat[2] !== undefined };
-  return { kind: 'other' };
 }
 
 /**
+ * `AUTH <mechanism>` and the blanks after it, at the start of a line (leading blanks allowed, as
+ * the server skips them), followed by what decides the line: a character that starts an initial
+ * response (`ir`), or nothing yet.
+ */
+const AUTH_HEAD = /^[ \t]*(AUTH)[ \t]+([^ \t\r\n]+)(?:[ \t]+([^ \t\r\n]|\r(?!\n|$))?)?/i;
+
+/**
  * For a command line that is still incomplete: could it turn out to be an `AUTH <mech> <initial
- * response>` line? `'no'` once it cannot; `'ir'` as soon as an initial response has begun (the
- * whitespace after the mechanism is enough); `'maybe'` while undecided.
+ * response>` line? `'no'` once it cannot; `'ir'` as soon as a character of an initial response has
+ * arrived (a CR counts unless an LF follows it); `'maybe'` while undecided. Blanks are not secret: `AUTH PLAIN ` stays undecided until
+ * what follows the blank arrives (the server ignores trailing blanks, so `AUTH PLAIN \r\n` has no
+ * initial response).
  */
 export function authPrefixState(head: string): 'no' | 'maybe' | 'ir' {
-  const upper = head.slice(0, 4).toUpperCase();
-  if (!'AUTH'.startsWith(upper)) return 'no';
-  if (head.length <= 4) return 'maybe';
-  if (!/^AUTH[ \t]/i.test(head)) return 'no';
-  return /^AUTH[ \t]+[^ \t\r\n]+[ \t]/i.test(head) ? 'ir' : 'maybe';
+  let verbAt = 0;
+  while (verbAt < head.length && isBlank(head.charCodeAt(verbAt))) verbAt++;
+  const verb = head.slice(verbAt, verbAt + 4);
+  if (!'AUTH'.startsWith(verb.toUpperCase())) return 'no';
+  if (head.length <= verbAt + 4) return 'maybe';
+  if (!isBlank(head.charCodeAt(verbAt + 4))) return 'no';
+  return AUTH_HEAD.exec(head)?.[3] !== undefined ? 'ir' : 'maybe';
 }
 
-/** The `AUTH MECH` part of a line known to be (or to start like) an AUTH command. */
+/**
+ * The `AUTH MECH` part of a line known to be (or to start like) an AUTH command, leading blanks
+ * dropped and one space between the words; `''` when not even `AUTH` has arrived.
+ */
 export function authPrefixOf(head: string): string {
-  const m = /^(AUTH)[ \t]+([^ \t\r\n]*)/i.exec(head);
-  return m && m[2] ? `${m[1]} ${m[2]}` : head.slice(0, 4);
+  const m = AUTH_HEAD.exec(head);
+  if (m) return `${m[1]} ${m[2]}`;
+  return head.replace(/^[ \t]+/, '').slice(0, 4);
+}
+
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 /** True for `.` + CRLF or LF: the end of a DATA body (lenient about a bare LF). */

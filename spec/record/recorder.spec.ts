@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import {
   MAX_PENDING,
+  proxyMetadata,
   recordSession,
   recordToFile,
   type RecorderOptions,
@@ -427,9 +428,12 @@ describe('SessionRecorder', () => {
   it('formats IPv6 endpoints and omits unknown ones', () => {
     const session = new FakeSession('::1', 40000, undefined, undefined);
     const lines: string[] = [];
-    recordSession(session, (l) => lines.push(l), { metadata: { note: 'multi\nline' } });
-    expect(lines.slice(2)).toEqual(['# remote: [::1]:40000', '# note: multi\\nline']);
+    recordSession(session, (l) => lines.push(l), { metadata: { note: 'multi\nline', remote: 'x' } });
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    // the recorder's own keys are not replaced (a second `remote` would make the file invalid)
+    expect(lines.slice(2, 4)).toEqual(['# remote: [::1]:40000', '# note: multi\\nline']);
     session.emit('close');
+    expect(parseTranscript(lines.join('\n') + '\n').metadata.remote).toBe('[::1]:40000');
   });
 });
 
@@ -470,5 +474,237 @@ describe('RecordableSession', () => {
     duplex.emit('close');
     expect(recorder.closed).toBe(true);
     expect(lines.slice(2)).toEqual(['# remote: 192.0.2.9:1', '0 C NOOP\\r\\n', '0 E']);
+  });
+});
+
+describe('AUTH lines as the server reads them (blanks before the verb, case, trailing blanks)', () => {
+  const ir = b64('\0alice\0s3cret');
+  const xoauth = b64('user=alice\x01auth=Bearer ya29.tok3n\x01\x01');
+
+  it.each([
+    [` AUTH PLAIN ${ir}\r\n`, 'AUTH PLAIN <redacted>\\r\\n'],
+    [`\tAUTH PLAIN ${ir}\r\n`, 'AUTH PLAIN <redacted>\\r\\n'],
+    [` \t auth\tplain \t${ir}\r\n`, 'auth plain <redacted>\\r\\n'],
+    [`Auth Plain ${ir} \r\n`, 'Auth Plain <redacted>\\r\\n'],
+    [`  AUTH XOAUTH2 ${xoauth}\n`, 'AUTH XOAUTH2 <redacted>\\n'],
+  ])('%j is recorded as a ! line whatever the chunking', (line, redacted) => {
+    const events = [S('220 hi\r\n'), C(line), S('235 2.7.0 ok\r\n')];
+    const text = record(events);
+    expect(body(text)).toEqual(['0 S 220 hi\\r\\n', `0 ! ${redacted}`, '0 S 235 2.7.0 ok\\r\\n', '0 E']);
+    expectNoSecrets(text);
+    for (const events2 of singleSplits(events)) {
+      const again = record(events2);
+      if (again !== text) expect(again).toBe(text);
+    }
+    expect(record(bytewise(events))).toBe(text);
+  });
+
+  it('keeps AUTH without an initial response as C (leading or trailing blanks) and redacts the responses', () => {
+    const events: Event[] = [
+      S('220 hi\r\n'),
+      C(' AUTH LOGIN\r\n'),
+      S('334 VXNlcm5hbWU6\r\n'),
+      C(`${b64('alice')}\r\n`),
+      S('334 UGFzc3dvcmQ6\r\n'),
+      C(`${b64('s3cret')}\r\n`),
+      S('535 5.7.8 no\r\n'),
+      // trailing blanks are no initial response (the server trims them)
+      C('AUTH PLAIN \r\n'),
+      S('334 \r\n'),
+      C(`${ir}\r\n`),
+      S('535 5.7.8 no\r\n'),
+      // the response pipelined behind an AUTH with a leading tab, before its 334
+      C(`\tauth plain\r\n${ir}\r\n`),
+      S('334 \r\n235 2.7.0 ok\r\n'),
+    ];
+    const text = record(events);
+    expect(body(text)).toEqual([
+      '0 S 220 hi\\r\\n',
+      '0 C  AUTH LOGIN\\r\\n',
+      '0 S 334 VXNlcm5hbWU6\\r\\n',
+      '0 ! <redacted>\\r\\n',
+      '0 S 334 UGFzc3dvcmQ6\\r\\n',
+      '0 ! <redacted>\\r\\n',
+      '0 S 535 5.7.8 no\\r\\n',
+      '0 C AUTH PLAIN \\r\\n',
+      '0 S 334 \\r\\n',
+      '0 ! <redacted>\\r\\n',
+      '0 S 535 5.7.8 no\\r\\n',
+      '0 C \\x09auth plain\\r\\n',
+      '0 ! <redacted>\\r\\n',
+      '0 S 334 \\r\\n',
+      '0 S 235 2.7.0 ok\\r\\n',
+      '0 E',
+    ]);
+    expectNoSecrets(text);
+    for (const events2 of singleSplits(events)) {
+      const again = record(events2);
+      if (again !== text) expect(again).toBe(text);
+    }
+    expect(record(bytewise(events))).toBe(text);
+  });
+
+  it('reads a BDAT with blanks before the verb as BDAT: its chunk is data, never redacted', () => {
+    const chunk = 'AUTH PLAIN not-a-command\r\n';
+    const text = record([
+      S('220 hi\r\n'),
+      C(` BDAT ${chunk.length} LAST\r\n${chunk}`),
+      S('250 2.0.0 ok\r\n'),
+    ]);
+    expect(body(text)).toEqual([
+      '0 S 220 hi\\r\\n',
+      `0 C  BDAT ${chunk.length} LAST\\r\\n`,
+      '0 C AUTH PLAIN not-a-command\\r\\n',
+      '0 S 250 2.0.0 ok\\r\\n',
+      '0 E',
+    ]);
+  });
+});
+
+describe('implicit TLS and PROXY headers', () => {
+  it('writes the T record first for a session that is under TLS from the start', () => {
+    const session = newSession();
+    session.session = { secure: true, tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' } };
+    const lines: string[] = [];
+    recordSession(session, (l) => lines.push(l), { clock: () => 0 });
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    session.emit('close');
+    expect(body(lines.join('\n'))).toEqual(['0 T TLSv1.3 TLS_AES_256_GCM_SHA384', '0 S 220 hi\\r\\n', '0 E']);
+  });
+
+  it('writes the header block once the PROXY header has named the client', () => {
+    // The connection comes from the proxy; the header says who the client is.
+    const session = new FakeSession('10.0.0.1', 5000, '10.0.0.2', 2525);
+    const lines: string[] = [];
+    recordSession(session, (l) => lines.push(l), { clock: () => 0, startedAt: new Date(0) });
+    expect(lines).toEqual([]);
+    Object.assign(session, {
+      remoteAddress: '198.51.100.7',
+      remotePort: 40000,
+      localAddress: '192.0.2.25',
+      localPort: 25,
+    });
+    session.emit('proxy', {
+      version: 2,
+      command: 'PROXY',
+      family: 'TCP4',
+      sourceAddress: '198.51.100.7',
+      sourcePort: 40000,
+      destinationAddress: '192.0.2.25',
+      destinationPort: 25,
+    });
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    session.emit('close');
+    expect(lines).toEqual([
+      '# smtp-session-stream transcript 1',
+      '# started: 1970-01-01T00:00:00.000Z',
+      '# remote: 198.51.100.7:40000',
+      '# local: 192.0.2.25:25',
+      '# proxy: PROXY TCP4 198.51.100.7 192.0.2.25 40000 25',
+      '0 S 220 hi\\r\\n',
+      '0 E',
+    ]);
+  });
+
+  it.each([
+    [
+      {
+        command: 'PROXY',
+        family: 'TCP6',
+        sourceAddress: '2001:db8::7',
+        sourcePort: 1,
+        destinationAddress: '::1',
+        destinationPort: 25,
+      },
+      'PROXY TCP6 2001:db8::7 ::1 1 25',
+    ],
+    [{ command: 'LOCAL', family: 'TCP4' }, 'PROXY UNKNOWN'],
+    [{ command: 'PROXY', family: 'UNKNOWN' }, 'PROXY UNKNOWN'],
+    [
+      { command: 'PROXY', family: 'UNIX', sourceAddress: '/run/a', destinationAddress: '/run/b' },
+      'PROXY UNKNOWN',
+    ],
+    [
+      {
+        command: 'PROXY',
+        family: 'UDP4',
+        sourceAddress: '192.0.2.1',
+        sourcePort: 1,
+        destinationAddress: '192.0.2.2',
+        destinationPort: 2,
+      },
+      'PROXY UNKNOWN',
+    ],
+  ] as const)('writes %j as "# proxy: %s"', (header, value) => {
+    expect(proxyMetadata(header)).toBe(value);
+  });
+
+  it('writes nothing for a session that closes before its first event', async () => {
+    const session = newSession();
+    const lines: string[] = [];
+    const recorder = recordSession(session, (l) => lines.push(l));
+    session.emit('close');
+    expect(recorder.closed).toBe(true);
+    expect(lines).toEqual([]);
+
+    const other = newSession();
+    const stream = new PassThrough();
+    let out = '';
+    stream.on('data', (d) => (out += d));
+    const ended = new Promise((resolve) => stream.on('end', resolve));
+    recordSession(other, stream);
+    other.emit('close');
+    await ended;
+    expect(out).toBe('');
+  });
+});
+
+describe('sink errors', () => {
+  const devFull = fs.existsSync('/dev/full') ? it : it.skip;
+
+  devFull('a stream sink failing later (ENOSPC on /dev/full) sets recorder.error and stops', async () => {
+    const session = newSession();
+    const sink = fs.createWriteStream('/dev/full');
+    const recorder = recordSession(session, sink);
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    await new Promise<void>((resolve) => sink.once('close', () => resolve()));
+    expect(recorder.error).toMatchObject({ code: 'ENOSPC' });
+    expect(recorder.closed).toBe(true);
+    expect(session.listenerCount('input')).toBe(0);
+    expect(() => session.emit('input', Buffer.from('QUIT\r\n'))).not.toThrow();
+  });
+
+  devFull('an error after the session closed (the last writes failing) is reported too', async () => {
+    const session = newSession();
+    const sink = fs.createWriteStream('/dev/full');
+    const recorder = recordSession(session, sink);
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    session.emit('close');
+    expect(recorder.closed).toBe(true);
+    await new Promise<void>((resolve) => sink.once('close', () => resolve()));
+    expect(recorder.error).toMatchObject({ code: 'ENOSPC' });
+  });
+
+  devFull('recordToFile: a disk that fills up is reported in error and recorder.error', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'record-full-'));
+    // The transcript file is opened on /dev/full: every write fails with ENOSPC, as on a full disk.
+    const nodeFs = jest.requireActual<typeof fs>('node:fs');
+    const real = nodeFs.createWriteStream.bind(nodeFs);
+    const spy = jest
+      .spyOn(nodeFs, 'createWriteStream')
+      .mockImplementation(((_file: fs.PathLike, options?: { encoding?: BufferEncoding }) =>
+        real('/dev/full', { ...options, flags: 'w' })) as typeof fs.createWriteStream);
+    try {
+      const session = newSession();
+      const result = recordToFile(session, dir);
+      session.emit('output', Buffer.from('220 hi\r\n'));
+      session.emit('close');
+      await result.done;
+      expect(result.error).toMatchObject({ code: 'ENOSPC' });
+      expect(result.recorder.error).toBe(result.error);
+    } finally {
+      spy.mockRestore();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

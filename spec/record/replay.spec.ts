@@ -6,7 +6,8 @@ import * as tls from 'node:tls';
 import { parseTranscript, type Transcript } from '../../lib/record/transcript';
 import { recordSession } from '../../lib/record/recorder';
 import { replayTranscript } from '../../lib/record/replay';
-import { runReplayCli } from '../../lib/record/replay-cli';
+import { REPLAY_USAGE, runReplayCli } from '../../lib/record/replay-cli';
+import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
 import {
   startScriptServer,
@@ -170,9 +171,11 @@ describe('replayTranscript', () => {
       [4, 'AUTH LOGIN (response 2)', '235 2.7.0', '535 5.7.8'],
       [7, 'AUTH CRAM-MD5 (response 1)', '235 2.7.0', '535 5.7.8'],
       [9, 'AUTH XOAUTH2 (response 1)', '235 2.7.0', '334'],
-      // the server still waits for the XOAUTH2 client's empty answer, so QUIT is taken as one
-      [10, 'QUIT', '221 2.0.0', '535 5.7.8'],
     ]);
+    // The server then waits for the XOAUTH2 client's answer to its error challenge, which the
+    // recording does not have: the exchange is cancelled, and QUIT gets its own reply.
+    expect(wrong.differences[2].resync).toBe('sent * to cancel the SASL exchange: 501 5.0.0');
+    expect(wrong.repliesCompared).toBe(11);
   });
 
   it('skips redacted exchanges without credentials', async () => {
@@ -184,10 +187,11 @@ describe('replayTranscript', () => {
     });
     expect(report.ok).toBe(true);
     expect(report.repliesCompared).toBe(4); // greeting, EHLO, RSET, QUIT
+    const credentials = { cause: 'credentials', reason: expect.stringMatching(/credentials/) };
     expect(report.skipped).toEqual([
-      { index: 2, command: 'AUTH LOGIN', reason: expect.stringMatching(/credentials/) },
-      { index: 6, command: 'AUTH CRAM-MD5', reason: expect.stringMatching(/credentials/) },
-      { index: 8, command: 'AUTH XOAUTH2', reason: expect.stringMatching(/credentials/) },
+      { index: 2, command: 'AUTH LOGIN', replies: 3, ...credentials },
+      { index: 6, command: 'AUTH CRAM-MD5', replies: 2, ...credentials },
+      { index: 8, command: 'AUTH XOAUTH2', replies: 2, ...credentials },
     ]);
     expect(s.chunks[0].join('')).toBe('EHLO client.example\r\nRSET\r\nQUIT\r\n');
   });
@@ -303,6 +307,254 @@ describe('replayTranscript', () => {
   });
 });
 
+// ------------------------------------------------------------------ a live server that answers differently
+
+const liveServers: SmtpServer[] = [];
+afterEach(async () => {
+  await Promise.all(liveServers.splice(0).map((s) => s.close()));
+});
+
+/** A real SmtpServer on 127.0.0.1 that keeps what each session received and the messages it took. */
+async function liveServer(options: SmtpServerOptions = {}) {
+  const received: string[] = [];
+  const messages: string[] = [];
+  const server = new SmtpServer(
+    {
+      hostname: 'mx.test',
+      lookupPassword: (user) => (user === CREDENTIALS.username ? CREDENTIALS.password : undefined),
+      ...options,
+    },
+    (session) => {
+      const index = received.push('') - 1;
+      session.on('input', (chunk) => (received[index] += chunk.toString('latin1')));
+      session.on('message', async (message) => {
+        messages.push((await message.buffer()).toString('latin1'));
+        message.accept();
+      });
+    },
+  );
+  liveServers.push(server);
+  const { port } = await server.start(0, '127.0.0.1');
+  return { port, received, messages };
+}
+
+/** A transcript from its record lines (the header is added). */
+function transcriptOf(...records: string[]): Transcript {
+  return parseTranscript(['# smtp-session-stream transcript 1', ...records, ''].join('\n'));
+}
+
+const refuseXyz = { validateRecipientHandler: (to: { address: string }) => to.address !== 'x@y.z' };
+
+/** A session whose message text holds lines that would be commands (the reviewer's case). */
+const REFUSED_DATA = [
+  '0 S 220 mx.test ESMTP\\r\\n',
+  '1 C EHLO c\\r\\n',
+  '1 S 250 mx.test\\r\\n',
+  '2 C MAIL FROM:<a@b.c>\\r\\n',
+  '2 S 250 2.1.0 Ok\\r\\n',
+  '3 C RCPT TO:<x@y.z>\\r\\n',
+  '3 S 250 2.1.5 Ok\\r\\n',
+  '4 C DATA\\r\\n',
+  '4 S 354 go\\r\\n',
+  '5 C Subject: hi\\r\\n',
+  '5 C \\r\\n',
+  '5 C RSET\\r\\n',
+  '5 C MAIL FROM:<evil@b.c>\\r\\n',
+  '5 C RCPT TO:<victim@y.z>\\r\\n',
+  '5 C .\\r\\n',
+  '6 S 250 2.0.0 Ok: queued as X\\r\\n',
+  '7 C QUIT\\r\\n',
+  '7 S 221 2.0.0 Bye\\r\\n',
+  '8 E',
+];
+
+describe('replayTranscript when the live server answers differently', () => {
+  it('does not send message text after a refused DATA, sends RSET in its place and stays aligned', async () => {
+    const transcript = transcriptOf(...REFUSED_DATA);
+    const live = await liveServer(refuseXyz);
+    const report = await replayTranscript(transcript, {
+      host: '127.0.0.1',
+      port: live.port,
+      timeoutMs: 3000,
+    });
+    expect(report.differences).toEqual([
+      { index: 3, command: 'RCPT TO:<x@y.z>', expected: '250 2.1.5', actual: '550 5.1.1' },
+      { index: 4, command: 'DATA', expected: '354', actual: '554 5.5.1' },
+    ]);
+    expect(report.skipped).toEqual([
+      {
+        index: 5,
+        command: 'DATA (end of message)',
+        cause: 'reply',
+        reason: 'not sent: the live server answered DATA with 554 5.5.1, the recording has 354',
+        replies: 1,
+        resync: 'sent RSET in its place: 250 2.0.0',
+      },
+    ]);
+    expect(report.repliesCompared).toBe(6); // the QUIT reply is compared with QUIT
+    expect(report.aborted).toBeUndefined();
+    // The body lines never reached the server as commands.
+    expect(live.received.join('')).toBe(
+      'EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\nRSET\r\nQUIT\r\n',
+    );
+  });
+
+  it('ends the refused transaction, so a pipelined next one is compared as recorded', async () => {
+    const transcript = transcriptOf(
+      '0 S 220 mx.test ESMTP\\r\\n',
+      '1 C EHLO c\\r\\n',
+      '1 S 250 mx.test\\r\\n',
+      '2 C MAIL FROM:<a@b.c>\\r\\n',
+      '2 C RCPT TO:<x@y.z>\\r\\n',
+      '2 C DATA\\r\\n',
+      '3 S 250 2.1.0 Ok\\r\\n',
+      '3 S 250 2.1.5 Ok\\r\\n',
+      '3 S 354 go\\r\\n',
+      '4 C first\\r\\n',
+      '4 C .\\r\\n',
+      '4 C MAIL FROM:<a@b.c>\\r\\n',
+      '4 C RCPT TO:<ok@y.z>\\r\\n',
+      '4 C DATA\\r\\n',
+      '5 S 250 2.0.0 Ok: queued as A\\r\\n',
+      '5 S 250 2.1.0 Ok\\r\\n',
+      '5 S 250 2.1.5 Ok\\r\\n',
+      '5 S 354 go\\r\\n',
+      '6 C second\\r\\n',
+      '6 C .\\r\\n',
+      '6 C QUIT\\r\\n',
+      '7 S 250 2.0.0 Ok: queued as B\\r\\n',
+      '7 S 221 2.0.0 Bye\\r\\n',
+      '8 E',
+    );
+    const live = await liveServer(refuseXyz);
+    const report = await replayTranscript(transcript, {
+      host: '127.0.0.1',
+      port: live.port,
+      timeoutMs: 3000,
+    });
+    expect(report.differences.map((d) => [d.index, d.command, d.actual])).toEqual([
+      [3, 'RCPT TO:<x@y.z>', '550 5.1.1'],
+      [4, 'DATA', '554 5.5.1'],
+    ]);
+    expect(report.skipped.map((s) => [s.index, s.replies, s.resync])).toEqual([
+      [5, 1, 'sent RSET in its place: 250 2.0.0'],
+    ]);
+    expect(report.repliesCompared).toBe(10); // 11 recorded, the end of the refused text skipped
+    expect(live.messages).toEqual(['second\r\n']);
+  });
+
+  it.each([
+    ['redacted', '! <redacted>'],
+    ['recorded in clear', `C ${Buffer.from('alice').toString('base64')}`],
+  ])(
+    'does not send SASL responses (%s) after a refused AUTH, even one pipelined behind it',
+    async (_, response) => {
+      const transcript = transcriptOf(
+        '0 S 220 mx.test ESMTP\\r\\n',
+        '1 C EHLO c\\r\\n',
+        '1 S 250-mx.test\\r\\n',
+        '1 S 250 AUTH PLAIN LOGIN\\r\\n',
+        '2 C AUTH LOGIN\\r\\n',
+        `2 ${response}\\r\\n`, // pipelined: before the 334 it answers
+        '3 S 334 VXNlcm5hbWU6\\r\\n',
+        '3 S 334 UGFzc3dvcmQ6\\r\\n',
+        `4 ${response.startsWith('!') ? response : `C ${Buffer.from('s3cret').toString('base64')}`}\\r\\n`,
+        '5 S 235 2.7.0 Authentication successful\\r\\n',
+        '6 C QUIT\\r\\n',
+        '6 S 221 2.0.0 Bye\\r\\n',
+        '7 E',
+      );
+      // This server offers PLAIN only: AUTH LOGIN gets 504 where the recording has 334.
+      const live = await liveServer({ getAuthenticationMechanismsHandler: () => ['PLAIN'] });
+      const options = { host: '127.0.0.1', port: live.port, timeoutMs: 3000, credentials: CREDENTIALS };
+      const report = await replayTranscript(transcript, options);
+      expect(report.differences).toEqual([
+        { index: 2, command: 'AUTH LOGIN', expected: '334', actual: '504 5.5.4' },
+      ]);
+      expect(report.skipped).toEqual([
+        {
+          index: 3,
+          command: 'AUTH LOGIN (response 1)',
+          cause: 'reply',
+          reason: 'not sent: the live server answered AUTH LOGIN with 504 5.5.4, the recording has 334',
+          replies: 2,
+        },
+      ]);
+      expect(report.repliesCompared).toBe(4); // greeting, EHLO, AUTH LOGIN, QUIT
+      expect(live.received[0]).toBe('EHLO c\r\nAUTH LOGIN\r\nQUIT\r\n');
+
+      // Against a server that offers LOGIN the same transcript replays whole: the pipelined
+      // response goes out once the 334 it answers has come.
+      const login = await liveServer();
+      const again = await replayTranscript(transcript, { ...options, port: login.port });
+      expect(again).toEqual({ differences: [], repliesCompared: 6, ok: true, skipped: [] });
+    },
+  );
+
+  it('cancels a SASL exchange the live server opens where the recording has a final reply', async () => {
+    const transcript = transcriptOf(
+      '0 S 220 mx.test ESMTP\\r\\n',
+      '1 C EHLO c\\r\\n',
+      '1 S 250 mx.test\\r\\n',
+      '2 C AUTH LOGIN\\r\\n',
+      '2 S 504 5.5.4 Unrecognized authentication type\\r\\n',
+      '3 C NOOP\\r\\n',
+      '3 S 250 2.0.0 Ok\\r\\n',
+      '4 E',
+    );
+    const live = await liveServer(); // offers LOGIN: 334
+    const report = await replayTranscript(transcript, {
+      host: '127.0.0.1',
+      port: live.port,
+      timeoutMs: 3000,
+    });
+    expect(report.differences).toEqual([
+      {
+        index: 2,
+        command: 'AUTH LOGIN',
+        expected: '504 5.5.4',
+        actual: '334',
+        resync: 'sent * to cancel the SASL exchange: 501 5.7.0',
+      },
+    ]);
+    expect(report.repliesCompared).toBe(4); // NOOP's reply is NOOP's, not a SASL verdict
+    expect(live.received[0]).toBe('EHLO c\r\nAUTH LOGIN\r\n*\r\nNOOP\r\n');
+  });
+
+  it('stops, without ending a message, when the live server takes a DATA the recording had refused', async () => {
+    const transcript = transcriptOf(
+      '0 S 220 mx.test ESMTP\\r\\n',
+      '1 C EHLO c\\r\\n',
+      '1 S 250 mx.test\\r\\n',
+      '2 C MAIL FROM:<a@b.c>\\r\\n',
+      '2 S 250 2.1.0 Ok\\r\\n',
+      '3 C RCPT TO:<x@y.z>\\r\\n',
+      '3 S 550 5.1.1 No\\r\\n',
+      '4 C DATA\\r\\n',
+      '4 S 554 5.5.1 No valid recipients\\r\\n',
+      '5 C QUIT\\r\\n',
+      '5 S 221 2.0.0 Bye\\r\\n',
+      '6 E',
+    );
+    const live = await liveServer(); // takes every recipient
+    const report = await replayTranscript(transcript, {
+      host: '127.0.0.1',
+      port: live.port,
+      timeoutMs: 3000,
+    });
+    expect(report.differences.map((d) => [d.index, d.expected, d.actual])).toEqual([
+      [3, '550 5.1.1', '250 2.1.5'],
+      [4, '554 5.5.1', '354'],
+    ]);
+    expect(report.aborted).toBe(
+      'DATA: the live server answered 354 and waits for message text the recording does not have; stopped without sending any',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(live.messages).toEqual([]);
+    expect(live.received[0]).not.toContain('QUIT');
+  });
+});
+
 async function closedPort(): Promise<number> {
   const probe = net.createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
@@ -351,8 +603,39 @@ describe('runReplayCli', () => {
     );
   });
 
+  it('prints skipped parts in reply order, with the live reply that caused them', async () => {
+    const live = await liveServer(refuseXyz);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'replay-'));
+    const file = path.join(dir, 'refused.txt');
+    fs.writeFileSync(file, ['# smtp-session-stream transcript 1', ...REFUSED_DATA, ''].join('\n'));
+    const out = new StringOut();
+    try {
+      expect(await runReplayCli([file, '--to', `127.0.0.1:${live.port}`], out)).toBe(1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(out.text).toBe(
+      'reply #3 to RCPT TO:<x@y.z>:\n  expected 250 2.1.5\n  actual   550 5.1.1\n' +
+        'reply #4 to DATA:\n  expected 354\n  actual   554 5.5.1\n' +
+        'reply #5 to DATA (end of message): skipped: not sent: the live server answered DATA with ' +
+        '554 5.5.1, the recording has 354 (1 reply not compared); sent RSET in its place: 250 2.0.0\n' +
+        'replay: 6 replies compared, 2 differences, 1 part(s) not sent after a different reply\n',
+    );
+  });
+
+  it('--help describes every option, --proxy and its default included', async () => {
+    const out = new StringOut();
+    expect(await runReplayCli(['replay', '--help'], out)).toBe(0);
+    expect(out.text.startsWith(REPLAY_USAGE + '\n')).toBe(true);
+    for (const option of ['--to', '--auth', '--compare', '--timeout', '--proxy']) {
+      expect(out.text).toContain(`  ${option} `);
+    }
+    expect(out.text).toMatch(/--proxy[\s\S]*Off by default/);
+  });
+
   it.each([
     [[]],
+    [['basic.txt', '--to', '127.0.0.1:25', '--proxy=yes']],
     [['basic.txt']],
     [['basic.txt', '--to', 'nohostport']],
     [['basic.txt', '--to', '127.0.0.1:99999']],

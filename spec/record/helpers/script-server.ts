@@ -11,11 +11,15 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 
 export class FakeSession extends EventEmitter {
+  /** What SmtpSessionStream's `session` says about TLS (set `secure` for implicit TLS). */
+  session: { secure: boolean; tls?: { protocol?: string; cipher?: string } } = { secure: false };
+
   constructor(
-    readonly remoteAddress?: string,
-    readonly remotePort?: number,
-    readonly localAddress?: string,
-    readonly localPort?: number,
+    // Not readonly: a PROXY header changes them, as it does on SmtpSessionStream.
+    public remoteAddress?: string,
+    public remotePort?: number,
+    public localAddress?: string,
+    public localPort?: number,
   ) {
     super();
   }
