@@ -3,6 +3,10 @@
  * RFC 6531 UTF-8 addresses. Pure string work; no reply is built here.
  */
 
+import { isIPv4, isIPv6 } from './ip';
+
+export { isIPv4, isIPv6 };
+
 export interface ParsedPath {
   /** `local@domain` as sent (quoted local parts keep their quotes); `''` for the null path `<>`. */
   address: string;
@@ -165,28 +169,6 @@ function isAddressLiteral(s: string): boolean {
   const content = body.slice(colon + 1);
   if (tag.toUpperCase() === 'IPV6') return isIPv6(content);
   return /^[A-Za-z0-9-]*[A-Za-z0-9]$/.test(tag) && /^[\x21-\x5a\x5e-\x7e]+$/.test(content);
-}
-
-export function isIPv4(s: string): boolean {
-  const parts = s.split('.');
-  return parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
-}
-
-export function isIPv6(s: string): boolean {
-  let head = s;
-  let groupsAvailable = 8;
-  const lastColon = s.lastIndexOf(':');
-  if (s.includes('.')) {
-    if (!isIPv4(s.slice(lastColon + 1))) return false;
-    head = s.slice(0, lastColon + 1) + '0'; // stand-in group, then count the IPv4 part as two groups
-    groupsAvailable = 7;
-  }
-  const halves = head.split('::');
-  if (halves.length > 2) return false;
-  const groups = halves.map((h) => (h === '' ? [] : h.split(':')));
-  if (!groups.every((list) => list.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g)))) return false;
-  const count = groups.reduce((n, list) => n + list.length, 0);
-  return halves.length === 2 ? count < groupsAvailable : count === groupsAvailable;
 }
 
 /**

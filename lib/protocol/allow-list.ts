@@ -1,3 +1,5 @@
+import { canonicalAddress } from './ip';
+
 /**
  * Who may use a privileged feature (XCLIENT, XFORWARD, a PROXY header): a list of addresses, or a
  * predicate over the connecting peer's address as the connection reports it.
@@ -7,18 +9,11 @@ export type AllowList = string[] | ((address: string | undefined) => boolean);
 /**
  * Whether `address` is allowed. A list matches the address in any of its usual text forms: an
  * IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack listener reports for an IPv4
- * peer) matches its IPv4 form, and IPv6 letters match in any case.
+ * peer) matches its IPv4 form, and IPv6 matches however it is written (case, zeros, `::`).
  */
 export function isAllowed(allow: AllowList, address: string | undefined): boolean {
   if (typeof allow === 'function') return allow(address);
   if (address === undefined) return false;
-  const peer = comparable(address);
-  return allow.some((entry) => comparable(entry) === peer);
+  const peer = canonicalAddress(address);
+  return allow.some((entry) => canonicalAddress(entry) === peer);
 }
-
-function comparable(address: string): string {
-  const lower = address.toLowerCase();
-  return IPV4_MAPPED.test(lower) ? lower.slice('::ffff:'.length) : lower;
-}
-
-const IPV4_MAPPED = /^::ffff:\d{1,3}(\.\d{1,3}){3}$/;

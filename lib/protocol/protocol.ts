@@ -109,6 +109,15 @@ export const DEFAULTS = {
   bodyHighWaterMark: 64 * 1024,
 } as const;
 
+/**
+ * What `run()` answers from inside a hook of a run under way: nothing. The replies queued so far
+ * belong to the outer run, which sends them in order with its own.
+ */
+const NESTED_RUN = Object.freeze({ output: null, pending: null, action: null, more: false });
+
+/** `run()` without a reply limit; a small integer (an Infinity field would be a boxed number per session). */
+const NO_REPLY_LIMIT = 0x3fffffff;
+
 /** Verbs RFC 3207 §4 lets through before TLS when TLS is required (plus HELO/LHLO/RSET). */
 const ALLOWED_BEFORE_TLS = new Set(['NOOP', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'QUIT', 'RSET']);
 /** Verbs whose arguments may hold UTF-8 (addresses, RFC 6531). */
@@ -221,7 +230,7 @@ export class Protocol {
   private shutdownRequested = false;
   private pumping = false;
   /** How many replies the current `run()` may queue, and whether it stopped there with input left. */
-  private replyBudget = Infinity;
+  private replyBudget = NO_REPLY_LIMIT;
   private stoppedEarly = false;
 
   constructor(options: ProtocolOptions = {}) {
@@ -362,7 +371,8 @@ export class Protocol {
    * driver can send them and see whether its reader keeps up before it goes on: a client that
    * pipelines commands without reading replies is then held back by backpressure.
    */
-  run(maxReplies = Infinity): RunResult {
+  run(maxReplies = NO_REPLY_LIMIT): RunResult {
+    if (this.pumping) return NESTED_RUN;
     const action = this.advance(maxReplies);
     return { output: this.renderReplies(), pending: this.waiting, action, more: this.stoppedEarly };
   }
@@ -371,17 +381,18 @@ export class Protocol {
    * `run()` with the replies as a string, for drivers that write text to their connection (no
    * Buffer per batch; `socket.write(text)` encodes it as UTF-8).
    */
-  runText(maxReplies = Infinity): TextRunResult {
+  runText(maxReplies = NO_REPLY_LIMIT): TextRunResult {
+    if (this.pumping) return NESTED_RUN;
     const action = this.advance(maxReplies);
     return { output: this.renderText(), pending: this.waiting, action, more: this.stoppedEarly };
   }
 
   /** run()'s work before rendering: process input, then take the action (starttls is reported once). */
   private advance(maxReplies: number): RunResult['action'] {
-    this.replyBudget = maxReplies;
+    this.replyBudget = Math.max(1, Math.min(maxReplies, NO_REPLY_LIMIT)); // at least one step
     this.stoppedEarly = false;
     this.pump();
-    this.replyBudget = Infinity;
+    this.replyBudget = NO_REPLY_LIMIT;
     const action = this.action;
     if (action === 'starttls') this.action = null;
     return action;
@@ -460,13 +471,15 @@ export class Protocol {
   parse(input: string): ParseResult<string>;
   parse(input: Buffer): ParseResult<Buffer>;
   parse<T extends string | Buffer>(input: T): ParseResult<T> {
+    // From inside a hook (a run is under way) nothing is taken: the input comes back untouched.
+    if (this.pumping) return { rest: input, reply: null, replies: [], pending: this.waiting };
     const asString = typeof input === 'string';
     this.framer.push(asString ? Buffer.from(input, 'utf8') : (input as Buffer));
     if (this.waiting === null) {
       if (this.framer.readingText) this.pump(true);
       else {
         const frame = this.framer.next();
-        if (frame !== undefined) this.handleFrame(frame);
+        if (frame !== undefined) this.exclusively(() => this.handleFrame(frame));
       }
     }
     const restBytes = this.framer.takeRest();
@@ -483,7 +496,7 @@ export class Protocol {
     let end = bytes.length;
     while (start < end && (bytes[start] === 0x0d || bytes[start] === 0x0a)) start++;
     while (end > start && (bytes[end - 1] === 0x0d || bytes[end - 1] === 0x0a)) end--;
-    this.handleLine(bytes.subarray(start, end), false);
+    this.exclusively(() => this.handleLine(bytes.subarray(start, end), false));
     return this.firstReply();
   }
 
@@ -505,6 +518,17 @@ export class Protocol {
   }
 
   // ---- The loop ------------------------------------------------------------------------------
+
+  /** Runs one step of the MailHog-shaped API with the re-entrancy guard of `pump()` set. */
+  private exclusively(step: () => void): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      step();
+    } finally {
+      this.pumping = false;
+    }
+  }
 
   private pump(textOnly = false): void {
     // A hook that calls run() (or parse()) from inside must not start on the commands behind its
@@ -672,8 +696,12 @@ export class Protocol {
   private hello(command: Command): void {
     const { verb, args } = command;
     if (args === '') return this.emit(reply('HeloSyntax', verb));
-    // The keywords come first: when a hook behind them fails, the 451 leaves the session as it was
-    // (RFC 5321 §4.1.4), its transaction and identity included.
+    const { session } = this;
+    const before = { helo: session.helo, heloVerb: session.heloVerb };
+    // The hooks behind the keywords (mechanisms, disabledCommands) see the new identity; when one
+    // fails, the 451 leaves the session as it was (RFC 5321 §4.1.4), transaction included.
+    session.helo = args;
+    session.heloVerb = verb as 'HELO' | 'EHLO' | 'LHLO';
     let answer: Reply;
     if (verb === 'HELO') answer = reply('Hello', this.hostname, args);
     else {
@@ -687,13 +715,13 @@ export class Protocol {
           else lines.push(...keywords);
         }
       } catch (error) {
+        session.helo = before.helo;
+        session.heloVerb = before.heloVerb;
         return this.hookFailed(error);
       }
       answer = reply('Ehlo', lines);
     }
     this.resetTransaction();
-    this.session.helo = args;
-    this.session.heloVerb = verb as 'HELO' | 'EHLO' | 'LHLO';
     this.state = State.Mail;
     this.emit(answer);
   }

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
+import type * as tls from 'node:tls';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { canonicalAddress } from '../protocol/ip';
 import type { ProxyHeader } from '../protocol/proxy-header';
 import { SmtpSessionStream, secureContextFor, type SmtpSessionOptions } from '../stream/session-stream';
 
@@ -32,6 +34,8 @@ export interface SmtpServerOptions extends SmtpSessionOptions {
 export class SmtpServer extends EventEmitter {
   readonly server: net.Server;
   readonly sessions = new Set<SmtpSessionStream>();
+  /** Connections refused with a 421 that is still on its way (after a TLS handshake, say). */
+  private readonly refused = new Set<SmtpSessionStream>();
   private readonly options: SmtpServerOptions;
   private readonly perAddress = new Map<string, number>();
   private closed: Promise<void> | undefined;
@@ -41,12 +45,8 @@ export class SmtpServer extends EventEmitter {
     super();
     if (options.secure && options.tls === undefined)
       throw new Error('SmtpServer: secure needs tls options (key/cert)');
-    // The key and certificate are checked now (a bad pair throws here, not at a client's
-    // handshake) and parsed once for every session.
-    this.options =
-      options.tls === undefined
-        ? options
-        : { ...options, tls: { ...options.tls, secureContext: secureContextFor(options.tls) } };
+    this.options = { ...options };
+    if (options.tls !== undefined) this.setSecureContext(options.tls);
     if (onSession) this.on('session', onSession);
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     // While start() waits, a listen error is its rejection, not also an unhandled 'error' event.
@@ -54,6 +54,15 @@ export class SmtpServer extends EventEmitter {
       if (!this.starting) this.emit('error', error);
     });
     this.server.on('listening', () => this.emit('listening'));
+  }
+
+  /**
+   * TLS settings for the sessions from now on (STARTTLS and implicit TLS), e.g. a renewed
+   * certificate: the key and certificate are checked at once (a bad pair throws here, not at a
+   * client's handshake) and parsed once for every session. Sessions already open keep theirs.
+   */
+  setSecureContext(tlsOptions: tls.TlsOptions): void {
+    this.options.tls = { ...tlsOptions, secureContext: secureContextFor(tlsOptions) };
   }
 
   listen(port?: number, host?: string, callback?: () => void): this;
@@ -97,6 +106,8 @@ export class SmtpServer extends EventEmitter {
   private async closeSessions(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const session of this.sessions) session.shutdown();
+    // Refused connections have nothing left to finish: a 421 still waiting for a handshake is dropped.
+    for (const session of this.refused) session.destroy();
     const deadline = this.options.closeTimeout ?? 30_000;
     const timer = setTimeout(() => {
       for (const session of this.sessions) session.destroy();
@@ -132,10 +143,13 @@ export class SmtpServer extends EventEmitter {
     const maxClients = this.options.maxClients ?? 1000;
     const perAddressLimit = this.options.maxClientsPerAddress ?? 0;
     // Behind a PROXY header the socket's address is the proxy's: the client's comes with the header.
-    let address: string | undefined = this.options.proxy ? undefined : (socket.remoteAddress ?? '');
+    let address: string | undefined = this.options.proxy
+      ? undefined
+      : canonicalAddress(socket.remoteAddress ?? '');
     let counted = false;
     // One 'close' listener does the whole teardown: each listener costs memory per idle session.
     const onClosed = (): void => {
+      this.refused.delete(session);
       if (!counted) return;
       counted = false;
       this.sessions.delete(session);
@@ -143,23 +157,28 @@ export class SmtpServer extends EventEmitter {
     };
     wire(socket, session, transform, (error) => this.emit('sessionError', error, session), onClosed);
     if (this.closing || (maxClients > 0 && this.sessions.size >= maxClients)) {
-      session.refuse(this.closing ? 'ShuttingDown' : 'TooManyConnections');
+      this.refuse(session, this.closing ? 'ShuttingDown' : 'TooManyConnections');
       return;
     }
     if (address !== undefined && !this.admit(address, perAddressLimit)) {
-      session.refuse('TooManyConnections');
+      this.refuse(session, 'TooManyConnections');
       return;
     }
     counted = true;
     this.sessions.add(session);
     if (address === undefined && perAddressLimit > 0) {
       session.once('proxy', (header: ProxyHeader) => {
-        const client = header.sourceAddress ?? socket.remoteAddress ?? '';
+        const client = canonicalAddress(header.sourceAddress ?? socket.remoteAddress ?? '');
         if (!this.admit(client, perAddressLimit)) return session.refuse('TooManyConnections');
         address = client;
       });
     }
     this.emit('session', session);
+  }
+
+  private refuse(session: SmtpSessionStream, id: 'ShuttingDown' | 'TooManyConnections'): void {
+    if (!session.destroyed) this.refused.add(session);
+    session.refuse(id);
   }
 
   /** Counts one more session from `address`, unless that would pass the limit. */

@@ -4,6 +4,7 @@
  * mail catcher: no private key ever lives in the repository.
  */
 import * as crypto from 'node:crypto';
+import { parseIPv4, parseIPv6 } from '../protocol/ip';
 import * as der from './der';
 
 export interface SelfSignedOptions {
@@ -173,55 +174,11 @@ function generalName(altName: string): Buffer {
 /** Network-order bytes of an IPv4 (4 octets) or IPv6 (16 octets) literal, or null for anything else. */
 function parseIp(value: string): Buffer | null {
   const v4 = parseIPv4(value);
-  if (v4) return v4;
+  if (v4) return Buffer.from(v4);
   if (!value.includes(':')) return null;
   const v6 = parseIPv6(value);
   if (!v6) throw new RangeError(`createSelfSignedCertificate: invalid IPv6 altName ${JSON.stringify(value)}`);
-  return v6;
-}
-
-function parseIPv4(value: string): Buffer | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(value);
-  if (!m) return null;
-  const octets = m.slice(1).map(Number);
-  // Leading zeros are ambiguous (octal in some parsers), so such strings are not IP literals.
-  if (octets.some((o, i) => o > 255 || (m[i + 1].length > 1 && m[i + 1][0] === '0'))) return null;
-  return Buffer.from(octets);
-}
-
-function parseIPv6(value: string): Buffer | null {
-  let text = value;
-  // A dotted-quad suffix (e.g. ::ffff:127.0.0.1, RFC 4291 §2.2 form 3) is rewritten as two hex
-  // groups so the rest of the parser only deals with hex.
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    const v4 = parseIPv4(text.slice(lastColon + 1));
-    if (!v4) return null;
-    text = `${text.slice(0, lastColon + 1)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
-  }
-  const parseGroups = (part: string): number[] | null => {
-    if (part === '') return [];
-    const groups = part.split(':');
-    if (groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return null;
-    return groups.map((g) => parseInt(g, 16));
-  };
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const head = parseGroups(halves[0]);
-  const tail = halves.length === 2 ? parseGroups(halves[1]) : [];
-  if (!head || !tail) return null;
-  let groups: number[];
-  if (halves.length === 2) {
-    // '::' stands for at least one zero group.
-    if (head.length + tail.length > 7) return null;
-    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  } else {
-    if (head.length !== 8) return null;
-    groups = head;
-  }
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  return out;
+  return Buffer.from(v6);
 }
 
 function toPem(label: string, body: Buffer): string {

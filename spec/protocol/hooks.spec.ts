@@ -898,15 +898,60 @@ describe('observers that throw', () => {
   });
 
   test('a disabledCommands function that throws is a failing hook: 451, and the session goes on', async () => {
+    let down = false;
     const p = make({
-      disabledCommands: (session) => {
-        if (session.helo !== undefined) throw new Error('policy down');
+      disabledCommands: () => {
+        if (down) throw new Error('policy down');
         return [];
       },
     });
-    const out = await session(p, 'EHLO c\r\nNOOP\r\nHELP\r\nRSET\r\n');
-    // Unidentified, the policy answers (EHLO goes through); identified, it throws: 451 each time.
-    expect(finals(out).slice(1)).toEqual([LOCAL_ERROR, LOCAL_ERROR, LOCAL_ERROR]);
+    expect(codes(await session(p, 'EHLO c\r\n'))).toEqual([250]);
+    down = true;
+    const out = await session(p, 'NOOP\r\nHELP\r\nEHLO d\r\n');
+    expect(finals(out)).toEqual([LOCAL_ERROR, LOCAL_ERROR, LOCAL_ERROR]);
+    down = false;
+    expect(finals(await session(p, 'MAIL FROM:<a@x.test>\r\n'))).toEqual(['250 2.1.0 Sender a@x.test ok']);
+    expect(p.session.helo).toBe('c'); // the failed EHLO changed nothing
+  });
+
+  test('the hooks behind EHLO keywords see the identity that EHLO gives', async () => {
+    const seen: Array<string | undefined> = [];
+    const p = make({
+      lookupPassword: () => 'pw',
+      getAuthenticationMechanismsHandler: (s) => (
+        seen.push(s.helo),
+        s.helo === 'legacy.example' ? [] : ['PLAIN']
+      ),
+    });
+    const first = await session(p, 'EHLO modern.example\r\n');
+    const second = await session(p, 'EHLO legacy.example\r\n');
+    expect(seen.slice(0, 2)).toEqual(['modern.example', 'legacy.example']);
+    expect(lines(first)).toContain('250-AUTH PLAIN');
+    expect(lines(second).some((line) => line.includes('AUTH'))).toBe(false);
+  });
+
+  test('parse() and run() from inside a hook take nothing and reorder nothing', async () => {
+    let nested: { rest: string; replies: number } | undefined;
+    let inner: ReturnType<Protocol['run']> | undefined;
+    const p: Protocol = make({
+      validateSenderHandler: () => {
+        const r = p.parse('NOOP\r\n');
+        nested = { rest: r.rest, replies: r.replies.length };
+        inner = p.run(1);
+        return true;
+      },
+    });
+    p.receive(Buffer.from('EHLO c\r\nMAIL FROM:<a@x.test>\r\nNOOP\r\nNOOP\r\nNOOP\r\n'));
+    const outer = p.run(3);
+    expect(nested).toEqual({ rest: 'NOOP\r\n', replies: 0 });
+    expect(inner).toMatchObject({ output: null, more: false }); // the queued replies stay the outer run's
+    // The outer run keeps its own budget: three replies, in order, then `more`.
+    expect(finals(outer.output?.toString() ?? '')).toEqual([
+      '250 DSN', // the last line of the EHLO reply
+      '250 2.1.0 Sender a@x.test ok',
+      '250 2.0.0 Ok',
+    ]);
+    expect(outer.more).toBe(true);
   });
 });
 

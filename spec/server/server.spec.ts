@@ -325,6 +325,42 @@ describe('implicit TLS', () => {
     expect(peer.text).toBe(TOO_MANY);
   });
 
+  test('close() does not wait for a refused connection that never starts its handshake', async () => {
+    const { server, port } = await startServer({
+      secure: true,
+      tls: tlsOptions(),
+      maxClients: 1,
+      tlsHandshakeTimeout: 10_000,
+      closeTimeout: 200,
+    });
+    await connect(port); // holds the slot until closeTimeout cuts it
+    const refused = await connect(port); // over the limit: its 421 would wait for a handshake
+    await sleep(50);
+    const started = Date.now();
+    await within(server.close(), 5000, 'close()');
+    expect(Date.now() - started).toBeLessThan(2000);
+    await within(refused.closedPromise, 1000, 'refused connection closed');
+  });
+
+  test('setSecureContext(): a renewed certificate for the sessions from now on; a bad one throws', async () => {
+    const first = createSelfSignedCertificate({ commonName: 'first.test', altNames: ['first.test'] });
+    const second = createSelfSignedCertificate({ commonName: 'second.test', altNames: ['second.test'] });
+    const { server, port } = await startServer({ secure: true, tls: { key: first.key, cert: first.cert } });
+    const subject = async (): Promise<string | undefined> => {
+      const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+      track(() => void socket.destroy());
+      await within(new Promise((resolve) => socket.once('secureConnect', resolve)), 2000, 'handshake');
+      const cn = socket.getPeerCertificate().subject?.CN;
+      socket.destroy();
+      return typeof cn === 'string' ? cn : undefined;
+    };
+    expect(await subject()).toBe('first.test');
+    server.setSecureContext({ key: second.key, cert: second.cert });
+    expect(await subject()).toBe('second.test');
+    expect(() => server.setSecureContext({ key: first.key, cert: second.cert })).toThrow();
+    expect(await subject()).toBe('second.test'); // the failed renewal changed nothing
+  });
+
   test('close() during a handshake: the 421 goes out inside TLS, never in clear text', async () => {
     const { server, port } = await startServer({ secure: true, tls: tlsOptions() });
     const raw = await connect(port);
