@@ -15,6 +15,7 @@ export {
   type TranscriptRecord,
 } from './transcript';
 export {
+  FILE_HIGH_WATER_MARK,
   MAX_PENDING,
   SessionRecorder,
   recordSession,

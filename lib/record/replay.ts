@@ -400,6 +400,13 @@ function planReplay(transcript: Transcript): Plan {
         } else {
           actions.push({ kind: 'tls', index: replyIndex });
         }
+        // Commands the client pipelined behind STARTTLS got no reply: the server discards what
+        // follows STARTTLS in clear (RFC 3207 §4.2, and §4: STARTTLS ends a pipelined group).
+        // They are still sent, in the same write as STARTTLS as the client sent them, so a server
+        // that wrongly runs them after the handshake shows up as extra replies; but no reply is
+        // awaited for them, or every later reply would be named after the command before it.
+        queue.length = 0;
+        lastEntry = undefined;
         context = 'command';
         rawRemaining = 0;
         lastReplyCode = 0;

@@ -127,6 +127,11 @@ export class SmtpSessionStream extends Duplex {
   private source: import('node:stream').Readable | undefined;
   /** Made when a source is piped in (never for `attach()`): ends this session on the source's error. */
   private onSourceError: ((error: Error) => void) | undefined;
+  /**
+   * A hold asked for (`holdInput`) while `drive()` runs: the run waits for it before it reads on.
+   * Declared, not initialised: only a session that is ever held (a recorded one) gets the slot.
+   */
+  declare private inputHold: PromiseLike<unknown> | undefined;
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
@@ -239,6 +244,46 @@ export class SmtpSessionStream extends Duplex {
   }
   get localPort(): number | undefined {
     return this.protocol.session.localPort;
+  }
+
+  /**
+   * Reads nothing more from the client until `until` settles: for a consumer of the `input` and
+   * `output` events that cannot keep up (a transcript recorder whose disk is slower than the
+   * client). Input is held as for a slow message consumer: the connection is paused (`attach()`),
+   * or the write callback held (pipe), or TLS input paused, so the client is slowed rather than
+   * buffered. A run of the core under way finishes its batch of replies; input not yet processed
+   * waits, and all goes on once `until` settles (fulfilled or rejected). Holds may overlap: each
+   * one is waited for. Nothing is kept for a session that is never held. The silence timers keep
+   * running, so a hold that outlasts the idle (or DATA) timeout ends the session with
+   * `421 4.4.2`, as a client gone silent would: a consumer that never catches up cannot wedge it.
+   */
+  holdInput(until: PromiseLike<unknown>): void {
+    if (this.destroyed || this.closing) return;
+    if (this.running) {
+      // drive() is on the stack (an `input`/`output` listener), or waiting for a hook or a hold:
+      // it waits for this one before it goes on.
+      const held = this.inputHold;
+      this.inputHold = held === undefined ? until : Promise.allSettled([held, until]);
+      return;
+    }
+    // Between chunks: held from now on, as while a hook is pending (`running` stays set, so input
+    // that arrives is queued and its connection paused), and driven on once it settles.
+    this.running = true;
+    this.resumeAfter(until);
+  }
+
+  private resumeAfter(hold: PromiseLike<unknown>): void {
+    const resume = (): void => this.drive();
+    hold.then(resume, resume);
+  }
+
+  /** A hold is pending (`holdInput`): drive() waits for it, input held, as for a hook. */
+  private waitForHold(): boolean {
+    const hold = this.inputHold;
+    if (hold === undefined) return false;
+    this.inputHold = undefined;
+    this.resumeAfter(hold);
+    return true;
   }
 
   /** Graceful end: 421 now if idle, or right after the message in progress has been answered. */
@@ -406,6 +451,7 @@ export class SmtpSessionStream extends Duplex {
   private drive(): void {
     if (this.destroyed) return;
     this.running = true;
+    if (this.waitForHold()) return; // asked for while a hook or another hold was waited for
     for (;;) {
       // Replies as text unless an `output` listener wants Buffers: no Buffer per batch to write.
       // At most REPLIES_PER_RUN per run, so that a client that sends commands without reading the
@@ -433,6 +479,7 @@ export class SmtpSessionStream extends Duplex {
         return;
       }
       if (this.outputBlocked) break; // resumed by the reader's drain
+      if (this.waitForHold()) return; // asked for by an input/output listener of this run
       if (result.more) continue; // the reply budget stopped the run: the reader keeps up, go on
       // An in-process connection can answer our write at once, from inside it: that input came
       // while we were running and must be processed now, or both sides would wait for ever.

@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import fc from 'fast-check';
 import {
+  FILE_HIGH_WATER_MARK,
   MAX_PENDING,
   proxyMetadata,
   recordSession,
@@ -13,6 +14,7 @@ import {
 } from '../../lib/record/recorder';
 import { parseTranscript } from '../../lib/record/transcript';
 import { FakeSession } from './helpers/script-server';
+import { within } from '../stream/helpers';
 
 type Event = ['input' | 'output', Buffer] | ['secure', SecureInfo] | ['close'];
 
@@ -706,5 +708,128 @@ describe('sink errors', () => {
       spy.mockRestore();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// ------------------------------------------------------------------ stream sinks that fall behind
+
+/** A fake session that can be held, as SmtpSessionStream can: keeps each hold and whether it ended. */
+class HoldableSession extends FakeSession {
+  readonly holds: Array<{ ended: boolean }> = [];
+  holdInput(until: PromiseLike<unknown>): void {
+    const hold = { ended: false };
+    this.holds.push(hold);
+    const end = () => void (hold.ended = true);
+    until.then(end, end);
+  }
+}
+
+/** A stream sink that completes no write until `flush()` (a stalled disk); `lines` as they reach it. */
+function stalledSink(highWaterMark = 256) {
+  const callbacks: Array<() => void> = [];
+  const lines: string[] = [];
+  const sink = new Writable({
+    highWaterMark,
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(chunk.toString('latin1'));
+      callbacks.push(callback);
+    },
+  });
+  sink.on('error', () => undefined);
+  const flush = () => {
+    while (callbacks.length > 0) callbacks.shift()!();
+  };
+  return { sink, flush, lines };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+const BODY_LINES = Buffer.from(`${'x'.repeat(98)}\r\n`.repeat(20), 'latin1'); // 2000 bytes
+
+describe('a stream sink that falls behind', () => {
+  it("holds the session's input once while the sink is full, until 'drain'", async () => {
+    const session = new HoldableSession('192.0.2.1', 50000);
+    const { sink, flush } = stalledSink(256);
+    recordSession(session, sink, { clock: () => 0 });
+    session.emit('output', Buffer.from('220 hi\r\n'));
+    expect(session.holds).toHaveLength(0); // under the high-water mark
+    session.emit('input', BODY_LINES); // 20 lines past it: one hold, not one per line
+    expect(session.holds).toHaveLength(1);
+    await tick();
+    expect(session.holds[0].ended).toBe(false);
+    flush();
+    await tick();
+    expect(session.holds[0].ended).toBe(true);
+    session.emit('input', BODY_LINES);
+    expect(session.holds).toHaveLength(2); // full again: held again
+    flush();
+    await tick();
+    expect(session.holds[1].ended).toBe(true);
+  });
+
+  it.each([
+    ['the sink closes', (sink: Writable) => sink.destroy()],
+    ['the sink fails', (sink: Writable) => sink.destroy(new Error('EIO'))],
+    ['the session closes', (_sink: Writable, session: FakeSession) => session.emit('close')],
+  ])('ends the hold when %s (no drain will come)', async (_, end) => {
+    const session = new HoldableSession('192.0.2.1', 50000);
+    const { sink } = stalledSink(256);
+    const recorder = recordSession(session, sink, { clock: () => 0 });
+    session.emit('input', BODY_LINES);
+    expect(session.holds).toHaveLength(1);
+    end(sink, session);
+    await tick();
+    expect(session.holds[0].ended).toBe(true);
+    expect(sink.listenerCount('drain')).toBe(0);
+    session.emit('close');
+    expect(recorder.closed).toBe(true);
+  });
+
+  it('recordToFile: the session is held while its file falls behind, and the file is whole', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'record-held-'));
+    try {
+      const session = new HoldableSession('192.0.2.1', 50000);
+      const { path: file, done } = recordToFile(session, dir);
+      // Before the file is even open, more than its high-water mark of lines: held.
+      const lines = Math.ceil(FILE_HIGH_WATER_MARK / BODY_LINES.length) + 1;
+      for (let i = 0; i < lines; i++) session.emit('input', BODY_LINES);
+      expect(session.holds).toHaveLength(1);
+      await within(
+        (async () => {
+          while (!session.holds[0].ended) await tick();
+        })(),
+        3000,
+        'the file drained',
+      );
+      session.emit('close');
+      await done;
+      const transcript = parseTranscript(fs.readFileSync(file, 'utf8'));
+      expect(transcript.records.filter((r) => r.dir === 'C')).toHaveLength(lines * 20);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not hold for a function sink, a sink already destroyed, or a session that cannot be held', async () => {
+    const session = new HoldableSession('192.0.2.1', 50000);
+    recordSession(session, () => undefined);
+    session.emit('input', BODY_LINES);
+    expect(session.holds).toHaveLength(0);
+
+    const gone = stalledSink(256);
+    gone.sink.destroy();
+    const late = new HoldableSession('192.0.2.1', 50000);
+    recordSession(late, gone.sink);
+    late.emit('input', BODY_LINES);
+    expect(late.holds).toHaveLength(0);
+
+    // Without holdInput the transcript is still whole, only buffered in the sink meanwhile.
+    const plain = newSession();
+    const { sink, flush, lines } = stalledSink(256);
+    recordSession(plain, sink, { clock: () => 0 });
+    plain.emit('input', BODY_LINES);
+    plain.emit('close');
+    flush();
+    expect(lines.filter((line) => line.startsWith('0 C '))).toHaveLength(20);
+    expect(lines[lines.length - 1]).toBe('0 E\n');
   });
 });

@@ -317,6 +317,7 @@ afterEach(async () => {
 /** A real SmtpServer on 127.0.0.1 that keeps what each session received and the messages it took. */
 async function liveServer(options: SmtpServerOptions = {}) {
   const received: string[] = [];
+  const commands: string[][] = [];
   const messages: string[] = [];
   const server = new SmtpServer(
     {
@@ -326,7 +327,9 @@ async function liveServer(options: SmtpServerOptions = {}) {
     },
     (session) => {
       const index = received.push('') - 1;
+      commands.push([]);
       session.on('input', (chunk) => (received[index] += chunk.toString('latin1')));
+      session.on('command', (command) => commands[index].push(command.orig));
       session.on('message', async (message) => {
         messages.push((await message.buffer()).toString('latin1'));
         message.accept();
@@ -335,7 +338,7 @@ async function liveServer(options: SmtpServerOptions = {}) {
   );
   liveServers.push(server);
   const { port } = await server.start(0, '127.0.0.1');
-  return { port, received, messages };
+  return { port, received, commands, messages };
 }
 
 /** A transcript from its record lines (the header is added). */
@@ -552,6 +555,84 @@ describe('replayTranscript when the live server answers differently', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(live.messages).toEqual([]);
     expect(live.received[0]).not.toContain('QUIT');
+  });
+});
+
+/** A client that pipelined NOOP behind STARTTLS (which the server discards), then a transaction under TLS. */
+const PIPELINED_AFTER_STARTTLS = [
+  '0 S 220 mx.test ESMTP\\r\\n',
+  '1 C EHLO c\\r\\n',
+  '1 C STARTTLS\\r\\n',
+  '1 C NOOP\\r\\n',
+  '1 S 250-mx.test\\r\\n',
+  '1 S 250 STARTTLS\\r\\n',
+  '1 S 220 2.0.0 Ready to start TLS\\r\\n',
+  '2 T TLSv1.3 TLS_AES_256_GCM_SHA384',
+  '3 C EHLO c\\r\\n',
+  '3 C MAIL FROM:<a@b.c>\\r\\n',
+  '3 C RCPT TO:<x@y.z>\\r\\n',
+  '3 C QUIT\\r\\n',
+  '4 S 250 mx.test\\r\\n',
+  '4 S 250 2.1.0 Ok\\r\\n',
+  '4 S 250 2.1.5 Ok\\r\\n',
+  '4 S 221 2.0.0 Bye\\r\\n',
+  '5 E',
+];
+
+describe('replayTranscript after STARTTLS', () => {
+  it('names each reply after its command when commands were pipelined behind STARTTLS', async () => {
+    const { key, cert } = createSelfSignedCertificate();
+    const live = await liveServer({ ...refuseXyz, tls: { key, cert } });
+    const report = await replayTranscript(transcriptOf(...PIPELINED_AFTER_STARTTLS), {
+      host: '127.0.0.1',
+      port: live.port,
+      timeoutMs: 3000,
+    });
+    // Not `reply #5 to MAIL FROM:<a@b.c>`: the discarded NOOP has no reply to take.
+    expect(report.differences).toEqual([
+      { index: 5, command: 'RCPT TO:<x@y.z>', expected: '250 2.1.5', actual: '550 5.1.1' },
+    ]);
+    expect(report.repliesCompared).toBe(7);
+    expect(report.aborted).toBeUndefined();
+    // The NOOP went out as the client sent it, in clear, with STARTTLS; the server discarded it.
+    expect(live.received[0]).toBe(
+      'EHLO c\r\nSTARTTLS\r\nNOOP\r\nEHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nQUIT\r\n',
+    );
+    expect(live.commands[0]).toEqual([
+      'EHLO c',
+      'STARTTLS',
+      'EHLO c',
+      'MAIL FROM:<a@b.c>',
+      'RCPT TO:<x@y.z>',
+      'QUIT',
+    ]);
+  });
+
+  it('sends the pipelined commands in the same write as STARTTLS, so a server that runs them shows', async () => {
+    // A server that runs what was pipelined behind STARTTLS once TLS is up (CVE-2011-0411) answers
+    // the NOOP under TLS: that extra reply is the first difference.
+    const s = await server({ secureContext, runPipelinedAfterStartTls: true });
+    const report = await replayTranscript(transcriptOf(...PIPELINED_AFTER_STARTTLS), {
+      host: '127.0.0.1',
+      port: s.port,
+      timeoutMs: 3000,
+    });
+    expect(s.chunks[0][0]).toBe('EHLO c\r\nSTARTTLS\r\nNOOP\r\n');
+    expect(report.differences[0]).toEqual({
+      index: 3,
+      command: 'EHLO c',
+      expected: '250',
+      actual: '250 2.0.0',
+    });
+
+    // A server that discards them, as it must, matches the recording.
+    const correct = await server({ secureContext });
+    const again = await replayTranscript(transcriptOf(...PIPELINED_AFTER_STARTTLS), {
+      host: '127.0.0.1',
+      port: correct.port,
+      timeoutMs: 3000,
+    });
+    expect(again).toEqual({ differences: [], repliesCompared: 7, ok: true, skipped: [] });
   });
 });
 

@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
 import * as tls from 'node:tls';
 import { startCatcher } from '../../lib/catcher/catcher';
 import { parseCatcherArgs } from '../../lib/catcher/options';
@@ -14,7 +16,18 @@ import { recordSession, recordToFile, type RecordToFileResult } from '../../lib/
 import { replayTranscript } from '../../lib/record/replay';
 import { parseTranscript, type Transcript } from '../../lib/record/transcript';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
-import { HOST, Peer, cleanup, connect, sleep, tlsOptions, track, within } from '../stream/helpers';
+import {
+  HOST,
+  Peer,
+  cleanup,
+  connect,
+  sha256,
+  sleep,
+  startTlsClient,
+  tlsOptions,
+  track,
+  within,
+} from '../stream/helpers';
 
 afterEach(cleanup);
 
@@ -306,5 +319,152 @@ describe('PROXY protocol', () => {
       timeoutMs: 3000,
     });
     expect(report).toEqual({ differences: [], repliesCompared: 7, ok: true, skipped: [] });
+  });
+});
+
+describe('a transcript sink slower than the client', () => {
+  /**
+   * A stream sink slower than the client: it writes 4 KB per millisecond (4 MB/s), taking all that
+   * queued meanwhile at each write. `maxQueued` is the most it ever held: sampled before each
+   * completion, when what it holds is at its peak.
+   */
+  class SlowSink extends Writable {
+    maxQueued = 0;
+    readonly parts: Buffer[] = [];
+    constructor() {
+      super({ highWaterMark: 16 * 1024 });
+    }
+    override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+      let bytes = 0;
+      for (const { chunk } of chunks) {
+        this.parts.push(chunk);
+        bytes += chunk.length;
+      }
+      setTimeout(
+        () => {
+          this.maxQueued = Math.max(this.maxQueued, this.writableLength);
+          callback();
+        },
+        Math.ceil(bytes / 4096),
+      );
+    }
+  }
+
+  const BODY_SIZE = 4 * 1024 * 1024;
+  const BODY = Buffer.from(`${'x'.repeat(76)}\r\n`.repeat(BODY_SIZE / 78), 'latin1');
+  /** Much less than the message: what the sink may hold is its high-water mark and about one chunk. */
+  const QUEUE_BOUND = 512 * 1024;
+
+  /** A server whose sessions are recorded into SlowSinks; `hashes` of the messages it accepted. */
+  async function slowRecordingServer(options: SmtpServerOptions) {
+    const sinks: SlowSink[] = [];
+    const hashes: string[] = [];
+    const server = new SmtpServer({ hostname: HOST, maxMessageSize: 0, ...options }, (session) => {
+      const sink = new SlowSink();
+      sinks.push(sink);
+      track(() => void sink.destroy());
+      recordSession(session, sink);
+      session.on('message', async (message) => {
+        const hash = createHash('sha256');
+        try {
+          for await (const chunk of message.body) hash.update(chunk as Buffer);
+        } catch {
+          return; // the session ended under it (the dead-sink test)
+        }
+        hashes.push(hash.digest('hex'));
+        message.accept('SLOW');
+      });
+    });
+    const { port } = await server.start(0, '127.0.0.1');
+    track(() => server.close());
+    return { port, sinks, hashes };
+  }
+
+  /** Sends a 4 MB message as fast as the connection takes it, then QUIT; returns the cleartext sent. */
+  async function sendBigMessage(peer: Peer): Promise<string> {
+    const commands = 'EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n';
+    peer.write(commands);
+    await peer.waitFor('354 ');
+    for (let i = 0; i < BODY.length; i += 64 * 1024) {
+      if (!peer.write(BODY.subarray(i, i + 64 * 1024))) {
+        await new Promise((resolve) => peer.stream.once('drain', resolve));
+      }
+    }
+    peer.write('.\r\nQUIT\r\n');
+    await peer.waitFor('221 ', 20_000);
+    await peer.waitForEnd();
+    return commands + BODY.toString('latin1') + '.\r\nQUIT\r\n';
+  }
+
+  /** The transcript in `sink` once the recorder has ended it. */
+  async function transcriptIn(sink: SlowSink): Promise<Transcript> {
+    if (!sink.writableFinished)
+      await within(new Promise((r) => sink.once('finish', r)), 5000, 'sink finished');
+    return parseTranscript(Buffer.concat(sink.parts).toString('latin1'));
+  }
+
+  const clientBytes = (transcript: Transcript) =>
+    Buffer.concat(transcript.records.filter((r) => r.dir === 'C').map((r) => r.data)).toString('latin1');
+
+  it.each([
+    ['attached to the socket (SmtpServer)', {}],
+    ['piped (SmtpServer with an outputTransform)', { outputTransform: () => new PassThrough() }],
+  ])(
+    '%s: the client is held while the sink is full; the sink never queues the message',
+    async (_, options: SmtpServerOptions) => {
+      const { port, sinks, hashes } = await slowRecordingServer(options);
+      const peer = await connect(port);
+      await peer.waitFor('220 ');
+      const sent = await sendBigMessage(peer);
+      expect(hashes).toEqual([sha256(BODY)]);
+      const transcript = await transcriptIn(sinks[0]);
+      expect(clientBytes(transcript)).toBe(sent); // every byte recorded, in order
+      expect(sinks[0].maxQueued).toBeLessThan(QUEUE_BOUND);
+    },
+    30_000,
+  );
+
+  it('under STARTTLS too', async () => {
+    const { port, sinks, hashes } = await slowRecordingServer({ tls: tlsOptions() });
+    const plain = await connect(port);
+    await plain.waitFor('220 ');
+    plain.write('EHLO c\r\nSTARTTLS\r\n');
+    await plain.waitFor('220 2.0.0');
+    plain.detach();
+    const { peer } = await startTlsClient(plain.stream, HOST);
+    const sent = await sendBigMessage(peer);
+    expect(hashes).toEqual([sha256(BODY)]);
+    const transcript = await transcriptIn(sinks[0]);
+    expect(transcript.records.some((r) => r.dir === 'T')).toBe(true);
+    expect(clientBytes(transcript)).toBe('EHLO c\r\nSTARTTLS\r\n' + sent);
+    expect(sinks[0].maxQueued).toBeLessThan(QUEUE_BOUND);
+  }, 30_000);
+
+  it('a sink that never drains (a dead disk) does not wedge the session: 421 4.4.2 at the DATA timeout', async () => {
+    const sinks: Writable[] = [];
+    let closed!: () => void;
+    const sessionClosed = new Promise<void>((resolve) => (closed = resolve));
+    const server = new SmtpServer({ hostname: HOST, dataTimeout: 300, idleTimeout: 300 }, (session) => {
+      const sink = new Writable({ highWaterMark: 16 * 1024, write: () => undefined }); // never completes
+      sinks.push(sink);
+      track(() => void sink.destroy());
+      recordSession(session, sink);
+      session.on('message', async (message) => {
+        await message.buffer().catch(() => undefined);
+      });
+      session.once('close', closed);
+    });
+    const { port } = await server.start(0, '127.0.0.1');
+    track(() => server.close());
+    const peer = await connect(port);
+    await peer.waitFor('220 ');
+    peer.write('EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n');
+    await peer.waitFor('354 ');
+    peer.write(BODY);
+    await peer.waitFor('421 4.4.2', 3000);
+    await peer.waitForEnd(3000);
+    await within(sessionClosed, 3000, 'session closed');
+    expect(peer.text).not.toContain('250 2.0.0');
+    expect(sinks[0].writableLength).toBeLessThan(QUEUE_BOUND);
   });
 });

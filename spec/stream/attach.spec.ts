@@ -376,6 +376,33 @@ describe('attach with a client that answers from inside its data handler', () =>
   }
 });
 
+describe('attach with input held (holdInput)', () => {
+  test('the connection is paused until the hold settles; nothing is lost', async () => {
+    const { session, a, b } = pairSession();
+    let open!: () => void;
+    const until = new Promise<void>((resolve) => (open = resolve));
+    let read = 0;
+    session.on('input', (chunk: Buffer) => {
+      if (read === 0) session.holdInput(until);
+      read += chunk.length;
+    });
+    session.attach(a);
+    const client = new Peer(b);
+    await client.waitFor(GREETING);
+    client.write('EHLO c\r\n');
+    await sleep(20);
+    expect(a.isPaused()).toBe(true);
+    client.write('NOOP\r\n'.repeat(1000));
+    await sleep(50);
+    expect(read).toBe(8);
+    expect(codes(client.text)).toEqual([220]);
+    open();
+    await client.waitForReplies(1 + 1 + 1000);
+    expect(read).toBe(8 + 6000);
+    expect(a.isPaused()).toBe(false);
+  });
+});
+
 describe('attach over real sockets', () => {
   async function startServer(
     options: SmtpServerOptions,

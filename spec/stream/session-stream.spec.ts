@@ -718,6 +718,94 @@ describe('pipe wiring (socket.pipe(session).pipe(socket))', () => {
   });
 });
 
+describe('holdInput (a consumer of input/output events that cannot keep up)', () => {
+  /** A promise and the function that settles it. */
+  function gate(): { until: Promise<void>; open: () => void } {
+    let open!: () => void;
+    const until = new Promise<void>((resolve) => (open = resolve));
+    return { until, open };
+  }
+
+  test('held from an input listener: that chunk waits, and nothing more is read, until it settles', async () => {
+    const { session, client } = memorySession();
+    const hold = gate();
+    let read = 0;
+    session.on('input', (chunk: Buffer) => {
+      if (read === 0) session.holdInput(hold.until);
+      read += chunk.length;
+    });
+    await client.waitFor(GREETING);
+    client.write('EHLO c\r\n');
+    await sleep(20);
+    client.write('NOOP\r\n'.repeat(1000));
+    await sleep(50);
+    expect(read).toBe(8); // the pipe's write callback is held: no second chunk
+    expect(codes(client.text)).toEqual([220]);
+    hold.open();
+    await client.waitForReplies(1 + 1 + 1000);
+    expect(read).toBe(8 + 6000);
+  });
+
+  test('held from an output listener: the run under way ends its batch, then waits', async () => {
+    const { session, client } = memorySession();
+    const hold = gate();
+    let held = false;
+    session.on('output', (chunk: Buffer) => {
+      if (!held && chunk.includes('250 2.0.0')) {
+        held = true;
+        session.holdInput(hold.until);
+      }
+    });
+    await client.waitFor(GREETING);
+    client.write('EHLO c\r\n' + 'NOOP\r\n'.repeat(2000)); // one chunk, more replies than one run gives
+    await sleep(50);
+    const answered = codes(client.text).length - 1;
+    expect(answered).toBeGreaterThan(1);
+    expect(answered).toBeLessThan(2001);
+    hold.open();
+    await client.waitForReplies(1 + 2001);
+  });
+
+  test('holds overlap: input goes on once every one has settled, a rejected one too', async () => {
+    const { session, client } = memorySession();
+    const first = gate();
+    let reject!: (error: Error) => void;
+    const second = new Promise<void>((_, r) => (reject = r));
+    const third = gate();
+    session.once('input', () => {
+      session.holdInput(first.until);
+      session.holdInput(second);
+      session.holdInput(third.until);
+    });
+    await client.waitFor(GREETING);
+    client.write('NOOP\r\n');
+    first.open();
+    reject(new Error('the consumer failed')); // a failed hold does not end the others
+    await sleep(50);
+    expect(codes(client.text)).toEqual([220]);
+    third.open();
+    await client.waitForReplies(2);
+  });
+
+  test('a hold that never ends is ended by the idle timeout: 421 4.4.2, then the session closes', async () => {
+    const { session, client } = memorySession({ idleTimeout: 200 });
+    session.once('input', () => session.holdInput(new Promise(() => undefined)));
+    await client.waitFor(GREETING);
+    client.write('NOOP\r\n');
+    await client.waitFor('421 4.4.2', 3000);
+    await within(new Promise((resolve) => session.once('close', resolve)), 3000, 'session closed');
+    expect(codes(client.text)).toEqual([220, 421]);
+  });
+
+  test('a session never held keeps no state for it (memory per idle session)', async () => {
+    const { session, client } = memorySession();
+    await client.waitFor(GREETING);
+    client.write('NOOP\r\n');
+    await client.waitForReplies(2);
+    expect('inputHold' in session).toBe(false);
+  });
+});
+
 describe('timers', () => {
   test('idle timeout: 421 4.4.2, then the session closes', async () => {
     const started = Date.now();

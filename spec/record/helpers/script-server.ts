@@ -36,6 +36,11 @@ export interface ScriptServerOptions {
   password?: string;
   /** Called for each connection with its recordable fake session. */
   onSession?: (session: FakeSession) => void;
+  /**
+   * Runs commands pipelined behind STARTTLS once TLS is up, as servers open to CVE-2011-0411 did
+   * (a correct server discards them, RFC 3207 §4.2). Default false.
+   */
+  runPipelinedAfterStartTls?: boolean;
 }
 
 export interface ScriptServer {
@@ -201,12 +206,17 @@ export async function startScriptServer(options: ScriptServerOptions = {}): Prom
       session.emit('input', chunk);
       received.push(chunk.toString('latin1'));
       buffer += chunk.toString('latin1');
+      runBuffered();
+    };
+
+    const runBuffered = () => {
       let nl: number;
       while ((nl = buffer.indexOf('\r\n')) !== -1) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 2);
         if (!onLine(line)) {
-          buffer = ''; // no pipelining across STARTTLS / after QUIT
+          // No pipelining across STARTTLS / after QUIT (unless this server is told to be wrong).
+          if (!(options.runPipelinedAfterStartTls && socket !== raw)) buffer = '';
           return;
         }
       }
@@ -223,6 +233,7 @@ export async function startScriptServer(options: ScriptServerOptions = {}): Prom
           cipher: secured.getCipher()?.standardName,
           servername: secured.servername || null,
         });
+        runBuffered(); // runPipelinedAfterStartTls: what came in clear
       });
       secured.on('data', onData);
       socket = secured;
