@@ -127,6 +127,8 @@ export class SmtpSessionStream extends Duplex {
   private source: import('node:stream').Readable | undefined;
   /** Made when a source is piped in (never for `attach()`): ends this session on the source's error. */
   private onSourceError: ((error: Error) => void) | undefined;
+  /** Destroyed after all our output was taken: the source is not ours to close (see onUnreadEnd). */
+  declare private sourceKept: boolean | undefined;
   /**
    * A hold asked for (`holdInput`) while `drive()` runs: the run waits for it before it reads on.
    * Declared, not initialised: only a session that is ever held (a recorded one) gets the slot.
@@ -135,6 +137,8 @@ export class SmtpSessionStream extends Duplex {
 
   constructor(options: SmtpSessionOptions = {}) {
     super({ allowHalfOpen: true, decodeStrings: true });
+    if (options.implicitTls && options.tls === undefined)
+      throw new Error('SmtpSessionStream: implicitTls needs tls options (key/cert)');
     this.options = options;
     const protocol = new Protocol(options);
     this.protocol = protocol;
@@ -163,25 +167,30 @@ export class SmtpSessionStream extends Duplex {
           () => this.destroy(),
         );
     }
-    // Shared functions, not closures: two listeners per session cost next to nothing when idle.
-    this.on('pipe', SmtpSessionStream.adoptSource);
-    this.on('unpipe', SmtpSessionStream.releaseSource);
   }
 
   /**
-   * `socket.pipe(session).pipe(socket)`: an error on the connection (a reset) ends the session
-   * instead of crashing the process, and a session that ends itself closes the connection.
+   * `socket.pipe(session).pipe(socket)`: the source's error (a reset, a timeout) ends the session
+   * instead of going unhandled and crashing the process, and a session that ends itself closes
+   * the source (`_destroy`). Seen in `emit`, not by listeners: a listener costs memory per session.
    */
-  private static adoptSource(this: SmtpSessionStream, source: import('node:stream').Readable): void {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override emit(event: string | symbol, ...args: any[]): boolean {
+    if (event === 'pipe') this.adoptSource(args[0] as import('node:stream').Readable);
+    else if (event === 'unpipe') this.releaseSource(args[0] as import('node:stream').Readable);
+    return super.emit(event, ...args);
+  }
+
+  private adoptSource(source: import('node:stream').Readable): void {
     this.source = source;
-    this.onSourceError ??= (error) => this.destroy(isDisconnect(error) ? undefined : error);
+    // The connection's own failure: the session ends (no error of its own to report).
+    this.onSourceError ??= () => this.destroy();
     source.on('error', this.onSourceError);
   }
 
-  private static releaseSource(this: SmtpSessionStream, source: import('node:stream').Readable): void {
-    if (this.source !== source || this.onSourceError === undefined) return;
-    source.off('error', this.onSourceError);
-    this.source = undefined;
+  private releaseSource(source: import('node:stream').Readable): void {
+    if (this.onSourceError !== undefined) source.off('error', this.onSourceError);
+    if (this.source === source) this.source = undefined;
   }
 
   // Events are the stream's face of the core's hooks: the first listener of an event installs its
@@ -417,7 +426,8 @@ export class SmtpSessionStream extends Duplex {
     this.tlsLayer?.wire.destroy();
     this.releaseHeld();
     if (this.connection !== undefined && !this.connection.destroyed) this.connection.destroy();
-    if (this.source !== undefined && !this.source.destroyed) this.source.destroy();
+    if (this.source !== undefined && this.sourceKept !== true && !this.source.destroyed)
+      this.source.destroy();
     callback(error);
   }
 
@@ -535,9 +545,10 @@ export class SmtpSessionStream extends Duplex {
   private closeOutput(): void {
     if (this.closing) return;
     this.closing = true;
-    // Our side is done. A client that reads nothing more never lets it drain, and one that keeps
-    // its own side open never closes: either way the connection goes after the idle timeout.
-    this.arm(this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout, () => this.destroy());
+    // Our side is done. A client that never reads our last replies never lets them drain: the
+    // connection goes after the idle timeout. (Once they are out, whoever owns the connection
+    // decides how long a half-open client may stay: SmtpServer gives it 2 s after 'finish'.)
+    this.arm(this.options.idleTimeout ?? STREAM_DEFAULTS.idleTimeout, this.onUnreadEnd);
     this.releaseHeld();
     if (this.tlsLayer?.established) {
       this.tlsLayer.socket.end();
@@ -592,7 +603,8 @@ export class SmtpSessionStream extends Duplex {
       this.endingAfterHandshake = undefined;
       if (ending === 'shutdown') this.shutdown();
       else if (ending !== undefined) this.refuse(ending);
-      else if (implicit) this.greet();
+      // (A `secure` listener may have ended the session already.)
+      else if (implicit && !this.greeted && !this.closing && !this.destroyed) this.greet();
       this.touch();
     });
     socket.on('data', (cleartext: Buffer) => {
@@ -745,6 +757,21 @@ export class SmtpSessionStream extends Duplex {
     return Math.min(valid(idle), valid(data));
   }
 
+  private readonly onUnreadEnd = (): void => {
+    const connection = this.connection as { writableLength?: number } | undefined;
+    if (connection !== undefined) {
+      // Attached: our replies still queued means the client is not reading; else its owner's call.
+      if ((connection.writableLength ?? 0) > 0) this.destroy();
+      return;
+    }
+    if (this.readableEnded) {
+      // Piped, and everything we sent was taken (perhaps by a slow transform still delivering it):
+      // the session is over, but the connection is left to whoever reads our output.
+      this.sourceKept = true;
+    }
+    this.destroy();
+  };
+
   private readonly onTimeout = (): void => {
     const time = now();
     // Waiting for our own hooks is not the client's silence.
@@ -775,12 +802,6 @@ export class SmtpSessionStream extends Duplex {
 }
 
 function noop(): void {}
-
-/** A reset or broken pipe from the client is its leaving, not a fault of the session. */
-function isDisconnect(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
-}
 
 /**
  * One SecureContext per TLS options object: building one parses the key and certificate, far more

@@ -4,9 +4,10 @@
 import * as net from 'node:net';
 import { PassThrough } from 'node:stream';
 import * as tls from 'node:tls';
+import { Throttle } from '../../lib/catcher/throttle';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import { createSelfSignedCertificate } from '../../lib/tls/self-signed';
-import type { SmtpSessionStream } from '../../lib/stream/session-stream';
+import { SmtpSessionStream } from '../../lib/stream/session-stream';
 import {
   HOST,
   Peer,
@@ -32,8 +33,12 @@ afterEach(cleanup);
 async function startServer(
   options: SmtpServerOptions = {},
   stored: StoredMessage[] = [],
+  onSession?: (session: SmtpSessionStream) => void,
 ): Promise<{ server: SmtpServer; port: number; stored: StoredMessage[] }> {
-  const server = new SmtpServer({ hostname: HOST, ...options }, (session) => store(session, stored));
+  const server = new SmtpServer({ hostname: HOST, ...options }, (session) => {
+    store(session, stored);
+    onSession?.(session);
+  });
   const { port } = await server.start(0);
   track(() => server.close());
   return { server, port, stored };
@@ -381,6 +386,21 @@ describe('implicit TLS', () => {
     await within(closing, 2000, 'close()');
   });
 
+  test('a secure listener that shuts the session down: the 421 arrives inside TLS, no greeting', async () => {
+    const { port } = await startServer({ secure: true, tls: tlsOptions() }, [], (session) =>
+      session.on('secure', () => session.shutdown()),
+    );
+    const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+    track(() => void socket.destroy());
+    const peer = new Peer(socket);
+    await peer.waitForEnd();
+    expect(peer.text).toBe(SHUTTING_DOWN);
+  });
+
+  test('implicitTls without tls options is refused at construction', () => {
+    expect(() => new SmtpSessionStream({ implicitTls: true })).toThrow(/implicitTls needs tls/);
+  });
+
   test('with proxy, the PROXY header comes first and the handshake after it (HAProxy send-proxy)', async () => {
     const { port, stored } = await startServer({ secure: true, tls: tlsOptions(), proxy: true });
     const raw = await connect(port);
@@ -397,6 +417,16 @@ describe('implicit TLS', () => {
     expect(stored[0].session.remoteAddress).toBe('198.51.100.7');
     expect(stored[0].session.secure).toBe(true);
   });
+});
+
+describe('output through a slow transform', () => {
+  test('a throttled last reply is delivered whole, even when it takes longer than the idle timeout', async () => {
+    const { port } = await startServer({ idleTimeout: 300, outputTransform: () => new Throttle(200) });
+    const peer = await connect(port);
+    peer.write('EHLO c\r\nQUIT\r\n');
+    await peer.waitForEnd(10_000);
+    expect(finalReplies(peer.text).at(-1)).toBe('221 2.0.0 Bye');
+  }, 15_000);
 });
 
 describe('PROXY protocol and per-address limits', () => {

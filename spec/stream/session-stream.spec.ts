@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import { duplexPair } from 'node:stream';
+import { duplexPair, PassThrough } from 'node:stream';
 import * as tls from 'node:tls';
 import { formatProxyV1, formatProxyV2 } from '../../lib/protocol/proxy-header';
 import { Reply } from '../../lib/protocol/reply';
@@ -698,6 +698,26 @@ describe('pipe wiring (socket.pipe(session).pipe(socket))', () => {
     const peer = await connect(port);
     await within(peer.closedPromise, 2000, 'connection closed');
     expect(peer.text).toBe('');
+  });
+
+  test('any error of a piped source ends the session quietly; an unpiped source is let go', async () => {
+    const session = new SmtpSessionStream({ hostname: HOST });
+    const first = new PassThrough();
+    const second = new PassThrough();
+    track(() => {
+      session.destroy();
+      first.destroy();
+      second.destroy();
+    });
+    first.pipe(session);
+    first.unpipe(session);
+    expect(first.listenerCount('error')).toBe(0);
+    second.pipe(session);
+    const closed = new Promise<void>((resolve) => session.once('close', resolve));
+    // No 'error' listener on the session: were the error re-emitted there, this would throw.
+    second.emit('error', Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    await within(closed, 1000, 'session closed');
+    expect(session.destroyed).toBe(true);
   });
 
   test('a client reset is the end of its session, not an uncaught error', async () => {
