@@ -586,14 +586,7 @@ export class Protocol {
       return this.emit(reply('BadCharacters'));
     }
     const command = parseCommand(decoded.text);
-    const onCommand = this.onCommand;
-    if (onCommand !== undefined) {
-      try {
-        onCommand(command, this.session);
-      } catch (error) {
-        this.observerFailed('onCommand', error);
-      }
-    }
+    if (this.onCommand !== undefined) this.observe('onCommand', this.onCommand, command);
     if (this.logHandler) this.log(`C: ${command.verb === 'AUTH' ? redactAuth(command) : command.orig}`);
     const definition = this.registry.verbs.get(command.verb);
     definition?.frame?.(command, this);
@@ -1189,20 +1182,17 @@ export class Protocol {
 
   private observeReply(answer: Reply): void {
     this.replyCount++;
-    const onReply = this.onReply;
-    if (onReply !== undefined) {
-      try {
-        onReply(answer, this.session);
-      } catch (error) {
-        this.observerFailed('onReply', error);
-      }
-    }
+    if (this.onReply !== undefined) this.observe('onReply', this.onReply, answer);
     if (this.logHandler) this.log(`S: ${answer.toString()}`);
   }
 
   /** Observers only watch: one that throws is told to the log and changes nothing in the session. */
-  private observerFailed(name: string, error: unknown): void {
-    this.log(`${name} threw: ${error instanceof Error ? error.message : String(error)}`);
+  private observe<T>(name: string, observer: (value: T, session: SessionInfo) => void, value: T): void {
+    try {
+      observer(value, this.session);
+    } catch (error) {
+      this.log(`${name} threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   private renderReplies(): Buffer | null {

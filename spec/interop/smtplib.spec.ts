@@ -1,51 +1,20 @@
 /**
  * Python's smtplib against SmtpServer over loopback: each test runs a small script in a child
- * `python3` (spawned asynchronously, killed after a deadline) and compares what was stored with the
+ * `python3` (`runTool`: spawned asynchronously, killed after a deadline) and compares what was stored with the
  * bytes the script sent. The message is passed to the script in base64 so both sides agree on it.
  */
-import { spawn } from 'node:child_process';
 import { Reply } from '../../lib/protocol/reply';
 import { SmtpServer, type SmtpServerOptions } from '../../lib/server/server';
 import type { AuthRequest, SmtpMessage } from '../../lib/stream/events';
 import { HOST, cleanup, store, track, type StoredMessage, tlsOptions } from '../stream/helpers';
+import { runTool } from './tools';
 
 afterEach(cleanup);
 
-interface PythonResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `script` with `python3 -c`, killing it after `ms`; argv[1..] are `args`. */
-function python(script: string, args: string[], ms = 8000): Promise<PythonResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-c', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    track(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`python timed out after ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, ms);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 /** Runs the script and parses the JSON it prints last; fails with its stderr if it did not exit 0. */
 async function runJson(script: string, args: string[]): Promise<Record<string, unknown>> {
-  const result = await python(script, args);
+  // python3 is on every machine (the guide's premise): no describeWithTool around these tests.
+  const result = await runTool('python3', ['-c', script, ...args]);
   if (result.code !== 0) throw new Error(`python exited ${result.code}\n${result.stderr}\n${result.stdout}`);
   const lines = result.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
