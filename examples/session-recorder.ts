@@ -12,7 +12,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SmtpServer, createSelfSignedCertificate, recordToFile, type SmtpSessionStream } from '../lib';
-// Not yet re-exported from the package root (it will be, as recordToFile/recordSession/SessionRecorder).
 
 const { values } = parseArgs({
   options: {

@@ -220,7 +220,13 @@ export function use(session: SmtpSessionStream, server: SmtpServer): void {
       'types-consumer.mts': `import { Protocol, SmtpServer, SmtpSessionStream } from 'smtp-session-stream';${use}`,
       'types-default.mts': `import pkg from 'smtp-session-stream';\nexport const P: unknown = pkg.Protocol;\n`,
     };
+    /** A consumer on TypeScript's older `node10` resolution (no `exports`: `typesVersions` maps the subpath). */
+    const node10Consumer = `import { Protocol, SmtpServer, SmtpSessionStream } from 'smtp-session-stream';
+import { startTestMailServer } from 'smtp-session-stream/testing';${use}
+export const start: typeof startTestMailServer = startTestMailServer;
+`;
     let checked: Promise<string[]> | undefined;
+    let checkedNode10: Promise<string[]> | undefined;
     /**
      * Type-checks all the consumers once, with this repository's TypeScript and @types/node, and
      * returns the error lines (a missing type dependency shows as the stream methods being absent).
@@ -260,6 +266,39 @@ export function use(session: SmtpSessionStream, server: SmtpServer): void {
       async () => {
         const errors = (await typeErrors()).filter((line) => line.startsWith('types-consumer.'));
         expect(errors).toEqual([]);
+      },
+      TIMEOUT,
+    );
+
+    function node10TypeErrors(): Promise<string[]> {
+      checkedNode10 ??= (async () => {
+        await typeErrors(); // the same @types set-up
+        await fs.writeFile(path.join(app, 'node10-consumer.ts'), node10Consumer);
+        const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
+        const flags = ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--target', 'es2022'];
+        const resolution = [
+          '--module',
+          'commonjs',
+          '--moduleResolution',
+          'node10',
+          '--ignoreDeprecations',
+          '6.0',
+        ];
+        const result = await run(
+          process.execPath,
+          [tsc, ...flags, ...resolution, 'node10-consumer.ts'],
+          app,
+          TIMEOUT,
+        );
+        return result.stdout.split('\n').filter((line) => /error TS\d+/.test(line));
+      })();
+      return checkedNode10;
+    }
+
+    it(
+      'types: a consumer with moduleResolution node10 finds the package and smtp-session-stream/testing',
+      async () => {
+        expect(await node10TypeErrors()).toEqual([]);
       },
       TIMEOUT,
     );
