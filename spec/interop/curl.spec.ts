@@ -22,6 +22,12 @@ function curlArgs(...args: string[]): string[] {
   return [...common, ...args, '--upload-file', '-'];
 }
 
+/** curl sends TEXT from `from` to each of `to`; `options` (the URL first) come before the envelope. */
+function curl(envelope: { from: string; to: string[] }, ...options: string[]): ReturnType<typeof runTool> {
+  const recipients = envelope.to.flatMap((address) => ['--mail-rcpt', address]);
+  return runTool('curl', curlArgs(...options, '--mail-from', envelope.from, ...recipients), TEXT);
+}
+
 /** `smtp[s]://localhost:port/curl.test` (the path is curl's EHLO name), verified with the test certificate. */
 async function tlsArgs(scheme: 'smtp' | 'smtps', port: number): Promise<string[]> {
   const { cert } = await pemFiles();
@@ -53,18 +59,9 @@ const STORED = Buffer.from(TEXT + '\r\n');
 describeWithTool('curl', 'curl', () => {
   test('plain SMTP: envelope, EHLO name and the text byte for byte', async () => {
     const { port, stored } = await startServer();
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        `smtp://127.0.0.1:${port}/curl.test`,
-        '--mail-from',
-        'sender@a.test',
-        '--mail-rcpt',
-        'one@b.test',
-        '--mail-rcpt',
-        'two@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'sender@a.test', to: ['one@b.test', 'two@b.test'] },
+      `smtp://127.0.0.1:${port}/curl.test`,
     );
     expect(result).toMatchObject({ code: 0 });
     expect(result.stderr).toMatch(/^< 250 2\.0\.0 Ok: queued as id-1\r?$/m);
@@ -88,20 +85,13 @@ describeWithTool('curl', 'curl', () => {
       requireTls: true,
       requireAuth: true,
     });
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        ...(await tlsArgs('smtp', port)),
-        '--ssl-reqd',
-        ...options,
-        '--user',
-        `alice:${PASSWORD}`,
-        '--mail-from',
-        'alice@a.test',
-        '--mail-rcpt',
-        'bob@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'alice@a.test', to: ['bob@b.test'] },
+      ...(await tlsArgs('smtp', port)),
+      '--ssl-reqd',
+      ...options,
+      '--user',
+      `alice:${PASSWORD}`,
     );
     expect(result).toMatchObject({ code: 0 });
     // STARTTLS before any AUTH, then the EHLO again (RFC 3207 §4.2).
@@ -139,20 +129,11 @@ describeWithTool('curl', 'curl', () => {
     );
     track(() => catcher.close());
     const port = portOf(catcher.url);
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        ...(await tlsArgs('smtps', port)),
-        '--user',
-        `alice:${PASSWORD}`,
-        '--mail-from',
-        'alice@a.test',
-        '--mail-rcpt',
-        'bob@b.test',
-        '--mail-rcpt',
-        'carol@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'alice@a.test', to: ['bob@b.test', 'carol@b.test'] },
+      ...(await tlsArgs('smtps', port)),
+      '--user',
+      `alice:${PASSWORD}`,
     );
     expect(result).toMatchObject({ code: 0 });
     expect(result.stderr).not.toMatch(/^> STARTTLS/m); // TLS from the first byte, nothing to upgrade
@@ -172,19 +153,12 @@ describeWithTool('curl', 'curl', () => {
 
   test('a wrong password: 535, curl exits 67 (login denied), nothing stored', async () => {
     const { port, stored, auth } = await startServer({ tls: tlsOptions(), requireAuth: true });
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        ...(await tlsArgs('smtp', port)),
-        '--ssl-reqd',
-        '--user',
-        'alice:wrong',
-        '--mail-from',
-        'alice@a.test',
-        '--mail-rcpt',
-        'bob@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'alice@a.test', to: ['bob@b.test'] },
+      ...(await tlsArgs('smtp', port)),
+      '--ssl-reqd',
+      '--user',
+      'alice:wrong',
     );
     expect(result).toMatchObject({ code: 67 });
     expect(result.stderr).toMatch(/^< 535 5\.7\.8 /m);
@@ -196,16 +170,9 @@ describeWithTool('curl', 'curl', () => {
 
   test('the only recipient refused: 550, curl exits 55 (RCPT failed), nothing stored', async () => {
     const { port, stored } = await startServer();
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        `smtp://127.0.0.1:${port}/curl.test`,
-        '--mail-from',
-        'a@a.test',
-        '--mail-rcpt',
-        'nobody@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'a@a.test', to: ['nobody@b.test'] },
+      `smtp://127.0.0.1:${port}/curl.test`,
     );
     expect(result).toMatchObject({ code: 55 });
     expect(result.stderr).toMatch(/^< 550 5\.1\.1 /m);
@@ -216,21 +183,10 @@ describeWithTool('curl', 'curl', () => {
 
   test('--mail-rcpt-allowfails: the refused recipient is left out, the others get the message', async () => {
     const { port, stored } = await startServer();
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        `smtp://127.0.0.1:${port}/curl.test`,
-        '--mail-rcpt-allowfails',
-        '--mail-from',
-        'a@a.test',
-        '--mail-rcpt',
-        'one@b.test',
-        '--mail-rcpt',
-        'nobody@b.test',
-        '--mail-rcpt',
-        'two@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'a@a.test', to: ['one@b.test', 'nobody@b.test', 'two@b.test'] },
+      `smtp://127.0.0.1:${port}/curl.test`,
+      '--mail-rcpt-allowfails',
     );
     expect(result).toMatchObject({ code: 0 });
     expect(result.stderr).toMatch(/^< 550 5\.1\.1 /m);
@@ -241,17 +197,10 @@ describeWithTool('curl', 'curl', () => {
 
   test('--ssl-reqd against a server without STARTTLS: curl stops (exit 64) before MAIL', async () => {
     const { port, stored } = await startServer();
-    const result = await runTool(
-      'curl',
-      curlArgs(
-        `smtp://127.0.0.1:${port}/curl.test`,
-        '--ssl-reqd',
-        '--mail-from',
-        'a@a.test',
-        '--mail-rcpt',
-        'b@b.test',
-      ),
-      TEXT,
+    const result = await curl(
+      { from: 'a@a.test', to: ['b@b.test'] },
+      `smtp://127.0.0.1:${port}/curl.test`,
+      '--ssl-reqd',
     );
     expect(result).toMatchObject({ code: 64 });
     expect(result.stderr).toMatch(/STARTTLS not supported/);

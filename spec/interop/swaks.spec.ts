@@ -46,6 +46,17 @@ function swaks(port: number, from: string, to: string[], ...options: string[]): 
   ];
 }
 
+/** STARTTLS, then AUTH LOGIN as alice with `password`. */
+const tlsLogin = (password: string): string[] => [
+  '--tls',
+  '--auth',
+  'LOGIN',
+  '--auth-user',
+  'alice',
+  '--auth-password',
+  password,
+];
+
 /** The lines of swaks' transcript (it prints the text's lines with their CR). */
 const transcript = (result: ToolResult): string[] => result.stdout.split(/\r?\n/);
 
@@ -79,18 +90,7 @@ describeWithTool('swaks', 'swaks', () => {
     const text = 'Subject: swaks STARTTLS + AUTH LOGIN\r\n\r\nsecret\r\n';
     const result = await runTool(
       'swaks',
-      swaks(
-        port,
-        'alice@a.test',
-        ['bob@b.test'],
-        '--tls',
-        '--auth',
-        'LOGIN',
-        '--auth-user',
-        'alice',
-        '--auth-password',
-        PASSWORD,
-      ),
+      swaks(port, 'alice@a.test', ['bob@b.test'], ...tlsLogin(PASSWORD)),
       text + '.\r\n',
     );
     expect(result).toMatchObject({ code: 0 });
@@ -215,18 +215,7 @@ describeWithTool('swaks', 'swaks', () => {
     const { port, stored, auth } = await startServer({ tls: tlsOptions(), requireAuth: true });
     const result = await runTool(
       'swaks',
-      swaks(
-        port,
-        'alice@a.test',
-        ['bob@b.test'],
-        '--tls',
-        '--auth',
-        'LOGIN',
-        '--auth-user',
-        'alice',
-        '--auth-password',
-        'wrong',
-      ),
+      swaks(port, 'alice@a.test', ['bob@b.test'], ...tlsLogin('wrong')),
       'Subject: x\r\n\r\nx\r\n',
     );
     expect(result).toMatchObject({ code: 28 });
