@@ -225,41 +225,37 @@ export function use(session: SmtpSessionStream, server: SmtpServer): void {
 import { startTestMailServer } from 'smtp-session-stream/testing';${use}
 export const start: typeof startTestMailServer = startTestMailServer;
 `;
-    let checked: Promise<string[]> | undefined;
-    let checkedNode10: Promise<string[]> | undefined;
-    /**
-     * Type-checks all the consumers once, with this repository's TypeScript and @types/node, and
-     * returns the error lines (a missing type dependency shows as the stream methods being absent).
-     */
-    function typeErrors(): Promise<string[]> {
-      checked ??= (async () => {
+    let typesReady: Promise<void> | undefined;
+    /** @types/node for the consumers: the package may bring it (through a types dependency); else ours. */
+    function linkNodeTypes(): Promise<void> {
+      typesReady ??= (async () => {
         const types = path.join(app, 'node_modules/@types');
         await fs.mkdir(types, { recursive: true });
-        // The package may bring @types/node itself (through a types dependency); else use ours.
         if (!existsSync(path.join(types, 'node'))) {
           await fs.symlink(path.join(ROOT, 'node_modules/@types/node'), path.join(types, 'node'), 'dir');
         }
-        for (const [name, text] of Object.entries(consumers)) await fs.writeFile(path.join(app, name), text);
-        const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
-        const flags = ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--target', 'es2022'];
-        const result = await run(
-          process.execPath,
-          [
-            tsc,
-            ...flags,
-            '--module',
-            'nodenext',
-            '--moduleResolution',
-            'nodenext',
-            ...Object.keys(consumers),
-          ],
-          app,
-          TIMEOUT,
-        );
-        return result.stdout.split('\n').filter((line) => /error TS\d+/.test(line));
       })();
-      return checked;
+      return typesReady;
     }
+
+    /**
+     * Type-checks `files` (name → text) with this repository's TypeScript and @types/node under the
+     * given module options, and returns the error lines (a missing type dependency shows as the
+     * stream methods being absent).
+     */
+    async function tscErrors(files: Record<string, string>, moduleOptions: string[]): Promise<string[]> {
+      await linkNodeTypes();
+      for (const [name, text] of Object.entries(files)) await fs.writeFile(path.join(app, name), text);
+      const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
+      const flags = ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--target', 'es2022'];
+      const args = [tsc, ...flags, ...moduleOptions, ...Object.keys(files)];
+      const result = await run(process.execPath, args, app, TIMEOUT);
+      return result.stdout.split('\n').filter((line) => /error TS\d+/.test(line));
+    }
+
+    let checked: Promise<string[]> | undefined;
+    const typeErrors = (): Promise<string[]> =>
+      (checked ??= tscErrors(consumers, ['--module', 'nodenext', '--moduleResolution', 'nodenext']));
 
     it(
       'types: CommonJS and ESM consumers see the classes with their stream API',
@@ -270,30 +266,15 @@ export const start: typeof startTestMailServer = startTestMailServer;
       TIMEOUT,
     );
 
-    function node10TypeErrors(): Promise<string[]> {
-      checkedNode10 ??= (async () => {
-        await typeErrors(); // the same @types set-up
-        await fs.writeFile(path.join(app, 'node10-consumer.ts'), node10Consumer);
-        const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
-        const flags = ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--target', 'es2022'];
-        const resolution = [
-          '--module',
-          'commonjs',
-          '--moduleResolution',
-          'node10',
-          '--ignoreDeprecations',
-          '6.0',
-        ];
-        const result = await run(
-          process.execPath,
-          [tsc, ...flags, ...resolution, 'node10-consumer.ts'],
-          app,
-          TIMEOUT,
-        );
-        return result.stdout.split('\n').filter((line) => /error TS\d+/.test(line));
-      })();
-      return checkedNode10;
-    }
+    const node10TypeErrors = (): Promise<string[]> =>
+      tscErrors({ 'node10-consumer.ts': node10Consumer }, [
+        '--module',
+        'commonjs',
+        '--moduleResolution',
+        'node10',
+        '--ignoreDeprecations',
+        '6.0',
+      ]);
 
     it(
       'types: a consumer with moduleResolution node10 finds the package and smtp-session-stream/testing',
